@@ -1,0 +1,79 @@
+//! `mqtt-policy`: evaluate a policy chain on requests written as JSON.
+//!
+//! ```text
+//! mqtt-policy check --config policies.toml request.json
+//! ```
+//! prints one JSON result: the connect verdict (deciding policy, reason, MQTT
+//! code for the request's protocol version, granted attributes and roles) and,
+//! if the connection was accepted, a verdict per topic request.
+
+mod check;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "mqtt-policy",
+    version,
+    about = "MQTT authentication/authorization policies as WebAssembly components"
+)]
+struct Cli {
+    /// Log filter for stderr (e.g. `info`, `mqtt_policy=debug`); RUST_LOG also works.
+    #[arg(long, global = true, default_value = "warn")]
+    log: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Evaluate a connect request (and topic requests in the same session).
+    Check {
+        /// The chain file (TOML).
+        #[arg(long, short)]
+        config: PathBuf,
+        /// The request file (JSON); see README.md for the format.
+        request: PathBuf,
+        /// Print the result on one line.
+        #[arg(long)]
+        compact: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| cli.log.clone());
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+        .with_writer(std::io::stderr)
+        .init();
+    match run(cli.command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("mqtt-policy: error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Check {
+            config,
+            request,
+            compact,
+        } => {
+            let report = check::run(&config, &request)?;
+            let text = if compact {
+                serde_json::to_string(&report)?
+            } else {
+                serde_json::to_string_pretty(&report)?
+            };
+            println!("{text}");
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,314 @@
+//! The `mqtt-policy` binary, run as a user would: chain files, request files,
+//! JSON out, exit codes.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use mqtt_policy_tests::{guests, now, self_signed, sign_jwt, toml_str, write_chain};
+use serde_json::{Value, json};
+
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+fn mqtt_policy(args: &[&str]) -> anyhow::Result<Run> {
+    let out = Command::new(env!("CARGO_BIN_EXE_mqtt-policy"))
+        .args(args)
+        .output()?;
+    Ok(Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    })
+}
+
+fn check(config: &Path, request: &Path) -> anyhow::Result<Value> {
+    let run = mqtt_policy(&[
+        "check",
+        "--config",
+        &config.to_string_lossy(),
+        &request.to_string_lossy(),
+    ])?;
+    anyhow::ensure!(run.code == 0, "exit {}: {}", run.code, run.stderr);
+    Ok(serde_json::from_str(&run.stdout)?)
+}
+
+fn write(dir: &Path, name: &str, value: &Value) -> anyhow::Result<PathBuf> {
+    let path = dir.join(name);
+    std::fs::write(&path, serde_json::to_string_pretty(value)?)?;
+    Ok(path)
+}
+
+const SECRET: &str = "cli-test-secret";
+
+fn setup() -> anyhow::Result<(tempfile::TempDir, PathBuf)> {
+    let dir = tempfile::tempdir()?;
+    let device = self_signed(dir.path(), "device-1")?;
+    let config = format!(
+        r#"
+[[policy]]
+name = "certs"
+module = {t}
+[policy.config]
+thumbprints = [{sha1}]
+missing_certificate = "defer"
+[[policy]]
+name = "jwt"
+module = {j}
+[policy.config]
+keys = [{{ alg = "HS256", secret = {secret} }}]
+[[policy]]
+name = "topics"
+module = {l}
+[policy.config]
+[[policy.config.rules]]
+publish = ["devices/{{attr:cert_cn}}/telemetry"]
+"#,
+        t = toml_str(guests::THUMBPRINT),
+        j = toml_str(guests::JWT),
+        l = toml_str(guests::TOPIC_LIST),
+        sha1 = toml_str(&device.sha1),
+        secret = toml_str(SECRET),
+    );
+    let path = write_chain(dir.path(), &config)?;
+    Ok((dir, path))
+}
+
+#[test]
+fn certificate_client_is_allowed_and_its_topics_checked() -> anyhow::Result<()> {
+    let (dir, config) = setup()?;
+    let req = write(
+        dir.path(),
+        "req.json",
+        &json!({
+            "connect": {"client_id": "device-1", "protocol_version": 5, "certificate_files": ["device-1.pem"]},
+            "topics": [
+                {"topic": "devices/device-1/telemetry", "access": "publish", "qos": 1},
+                {"topic": "devices/device-2/telemetry", "access": "publish", "qos": 1},
+                {"topic": "devices/#", "access": "subscribe", "qos": 1}
+            ]
+        }),
+    )?;
+    let r = check(&config, &req)?;
+    assert_eq!(r["connect"]["verdict"], "allow");
+    assert_eq!(r["connect"]["decided_by"], "certs");
+    assert_eq!(r["connect"]["code"], 0);
+    assert_eq!(r["connect"]["attributes"]["cert_cn"], "device-1");
+    let verdicts: Vec<(&str, &Value)> = r["topics"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|t| (t["verdict"].as_str().unwrap_or(""), &t["code"]))
+                .collect()
+        })
+        .unwrap_or_default();
+    assert_eq!(
+        verdicts,
+        vec![
+            ("allow", &json!(0)),
+            ("deny", &json!(0x87)),
+            ("deny", &json!(0x87))
+        ]
+    );
+    Ok(())
+}
+
+#[test]
+fn jwt_client_on_mqtt_311_gets_311_codes() -> anyhow::Result<()> {
+    let (dir, config) = setup()?;
+    let good = sign_jwt(
+        "HS256",
+        SECRET,
+        None,
+        &json!({"sub": "t1", "exp": now() + 600, "topics": ["temperature"]}),
+    )?;
+    let expired = sign_jwt(
+        "HS256",
+        SECRET,
+        None,
+        &json!({"sub": "t1", "exp": now() - 600}),
+    )?;
+    let req = write(
+        dir.path(),
+        "ok.json",
+        &json!({
+            "connect": {"client_id": "t1", "username": "JWT", "password": good},
+            "topics": [
+                {"topic": "temperature", "access": "publish"},
+                {"topic": "humidity", "access": "publish"},
+                {"topic": "temperature", "access": "subscribe", "qos": 2},
+                {"topic": "#", "access": "subscribe", "qos": 2}
+            ]
+        }),
+    )?;
+    let r = check(&config, &req)?;
+    assert_eq!(r["connect"]["decided_by"], "jwt");
+    assert_eq!(r["connect"]["attributes"]["topics"], r#"["temperature"]"#);
+    let codes: Vec<&Value> = r["topics"]
+        .as_array()
+        .map(|a| a.iter().map(|t| &t["code"]).collect())
+        .unwrap_or_default();
+    assert_eq!(
+        codes,
+        vec![&json!(0), &Value::Null, &json!(2), &json!(0x80)]
+    );
+    let req = write(
+        dir.path(),
+        "expired.json",
+        &json!({
+            "connect": {"client_id": "t1", "username": "JWT", "password": expired, "protocol_version": 4},
+            "topics": [{"topic": "temperature", "access": "publish"}]
+        }),
+    )?;
+    let r = check(&config, &req)?;
+    assert_eq!(r["connect"]["verdict"], "deny");
+    assert_eq!(r["connect"]["reason"], "bad-username-or-password");
+    assert_eq!(r["connect"]["code"], 4);
+    assert_eq!(r["topics"], json!([]));
+    assert_eq!(r["topics_skipped"], "the connection was refused");
+    Ok(())
+}
+
+#[test]
+fn a_malformed_certificate_is_denied_by_the_host() -> anyhow::Result<()> {
+    let (dir, config) = setup()?;
+    let req = write(
+        dir.path(),
+        "req.json",
+        &json!({
+            "connect": {"client_id": "x", "protocol_version": 5,
+                        "certificates": ["-----BEGIN CERTIFICATE-----\nMIIBroken\n-----END CERTIFICATE-----\n"]}
+        }),
+    )?;
+    let r = check(&config, &req)?;
+    assert_eq!(r["connect"]["verdict"], "deny");
+    assert_eq!(r["connect"]["decided_by"], "(host)");
+    assert_eq!(r["connect"]["code"], 0x87);
+    assert!(
+        r["connect"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("bad client certificate")
+    );
+    Ok(())
+}
+
+#[test]
+fn bad_input_exits_non_zero_with_a_clear_message() -> anyhow::Result<()> {
+    let (dir, config) = setup()?;
+    let d = dir.path();
+    std::fs::write(d.join("broken.json"), "{ not json")?;
+    std::fs::write(d.join("garbage.wasm"), "garbage")?;
+    let bad_chain = d.join("bad-chain.toml");
+    std::fs::write(
+        &bad_chain,
+        "[[policy]]\nname = \"g\"\nmodule = \"garbage.wasm\"\n",
+    )?;
+    let ok_req = write(d, "ok.json", &json!({"connect": {"client_id": "a"}}))?;
+    let cases: Vec<(PathBuf, PathBuf, &str)> = vec![
+        (config.clone(), d.join("absent.json"), "absent.json"),
+        (
+            config.clone(),
+            d.join("broken.json"),
+            "invalid request file",
+        ),
+        (
+            config.clone(),
+            write(
+                d,
+                "v9.json",
+                &json!({"connect": {"client_id": "a", "protocol_version": 9}}),
+            )?,
+            "protocol_version",
+        ),
+        (
+            config.clone(),
+            write(
+                d,
+                "unknown.json",
+                &json!({"connect": {"client_id": "a", "colour": "red"}}),
+            )?,
+            "unknown field",
+        ),
+        (
+            config.clone(),
+            write(
+                d,
+                "qos.json",
+                &json!({"connect": {"client_id": "a"}, "topics": [{"topic": "a", "access": "publish", "qos": 3}]}),
+            )?,
+            "qos",
+        ),
+        (
+            config.clone(),
+            write(
+                d,
+                "b64.json",
+                &json!({"connect": {"client_id": "a", "password_base64": "***"}}),
+            )?,
+            "base64",
+        ),
+        (
+            config.clone(),
+            write(
+                d,
+                "access.json",
+                &json!({"connect": {"client_id": "a"}, "topics": [{"topic": "a", "access": "steal"}]}),
+            )?,
+            "unknown variant",
+        ),
+        (
+            config.clone(),
+            write(
+                d,
+                "nocert.json",
+                &json!({"connect": {"client_id": "a", "certificate_files": ["nope.pem"]}}),
+            )?,
+            "nope.pem",
+        ),
+        (d.join("absent.toml"), ok_req.clone(), "absent.toml"),
+        (bad_chain, ok_req, "not a WebAssembly component"),
+    ];
+    for (config, request, needle) in cases {
+        let run = mqtt_policy(&[
+            "check",
+            "--config",
+            &config.to_string_lossy(),
+            &request.to_string_lossy(),
+        ])?;
+        assert_eq!(run.code, 2, "{needle}: {}", run.stderr);
+        assert!(run.stderr.contains(needle), "{needle}: {}", run.stderr);
+        assert!(run.stdout.is_empty());
+        assert!(!run.stderr.contains("panicked"));
+    }
+    Ok(())
+}
+
+/// The examples the README walks through give the verdicts it documents.
+#[test]
+fn readme_examples_give_the_documented_verdicts() -> anyhow::Result<()> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let config = root.join("examples/policies.toml");
+    let expect = [
+        ("device-cert.json", "allow", "certs", 0),
+        ("rogue-cert.json", "deny", "certs", 0x87),
+        ("thermostat-jwt.json", "allow", "jwt", 0),
+        ("expired-jwt.json", "deny", "jwt", 4),
+        ("anonymous.json", "deny", "(default)", 0x87),
+    ];
+    for (file, verdict, decider, code) in expect {
+        let r = check(&config, &root.join("examples/requests").join(file))?;
+        assert_eq!(r["connect"]["verdict"], verdict, "{file}");
+        assert_eq!(r["connect"]["decided_by"], decider, "{file}");
+        assert_eq!(r["connect"]["code"], code, "{file}");
+    }
+    let r = check(&config, &root.join("examples/requests/device-cert.json"))?;
+    let topics: Vec<&str> = r["topics"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|t| t["verdict"].as_str()).collect())
+        .unwrap_or_default();
+    assert_eq!(topics, vec!["allow", "deny", "allow", "deny"]);
+    Ok(())
+}

@@ -1,0 +1,246 @@
+//! The chain configuration file (TOML).
+//!
+//! ```toml
+//! default = "deny"          # verdict when every policy defers: "deny" (default) or "allow"
+//! deadline_ms = 5           # per-check deadline for every policy (default 5)
+//! memory_limit_mb = 32      # per-instance memory cap (default 32)
+//! decision_log_every = 100  # log one decision in N at info level (0 = never)
+//!
+//! [[policy]]
+//! name = "devices"
+//! module = "policies/thumbprint.wasm"   # relative to this file
+//! on_error = "deny"                     # deny (default) | allow | skip
+//! [policy.config]                       # handed to init() as JSON
+//! thumbprints = ["3A:7F:..."]
+//! ```
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::error::LoadError;
+use crate::limits::Limits;
+
+/// The verdict when every policy in the chain defers.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DefaultVerdict {
+    #[default]
+    Deny,
+    Allow,
+}
+
+/// What a policy's failure (trap, timeout, out of memory, malformed result)
+/// means for the request.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FailureMode {
+    /// Deny the request (fail closed). The default.
+    #[default]
+    Deny,
+    /// Allow the request (fail open): only for policies that are advisory.
+    Allow,
+    /// Treat the failure as a defer: the next policy decides.
+    Skip,
+}
+
+/// A parsed chain file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChainConfig {
+    #[serde(default)]
+    pub default: DefaultVerdict,
+    pub deadline_ms: Option<f64>,
+    pub init_deadline_ms: Option<f64>,
+    pub memory_limit_mb: Option<u64>,
+    pub decision_log_every: Option<u64>,
+    #[serde(rename = "policy", default)]
+    pub policies: Vec<PolicyConfig>,
+}
+
+/// One `[[policy]]` entry.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyConfig {
+    pub name: String,
+    pub module: PathBuf,
+    #[serde(default)]
+    pub config: toml::Table,
+    #[serde(default)]
+    pub on_error: FailureMode,
+    pub deadline_ms: Option<f64>,
+    pub memory_limit_mb: Option<u64>,
+}
+
+impl ChainConfig {
+    /// Read and validate a chain file. Module paths stay as written; resolve
+    /// them with [`ChainConfig::module_path`].
+    pub fn from_file(path: &Path) -> Result<Self, LoadError> {
+        let text = std::fs::read_to_string(path).map_err(|source| LoadError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::from_toml(&text, path)
+    }
+
+    /// Parse and validate chain TOML; `origin` names it in errors.
+    pub fn from_toml(text: &str, origin: &Path) -> Result<Self, LoadError> {
+        let bad = |message: String| LoadError::Config {
+            path: origin.to_owned(),
+            message,
+        };
+        let config: Self = toml::from_str(text).map_err(|e| bad(e.to_string()))?;
+        config.limits().map_err(&bad)?;
+        for p in &config.policies {
+            if p.name.trim().is_empty() {
+                return Err(bad("a [[policy]] has an empty name".into()));
+            }
+            config.policy_limits(p).map_err(&bad)?;
+        }
+        Ok(config)
+    }
+
+    /// The chain-wide limits.
+    pub fn limits(&self) -> Result<Limits, String> {
+        limits_from(
+            Limits::default(),
+            self.deadline_ms,
+            self.init_deadline_ms,
+            self.memory_limit_mb,
+            "top level",
+        )
+    }
+
+    /// The limits of one policy: its own settings over the chain's.
+    pub fn policy_limits(&self, p: &PolicyConfig) -> Result<Limits, String> {
+        limits_from(
+            self.limits()?,
+            p.deadline_ms,
+            None,
+            p.memory_limit_mb,
+            &format!("policy \"{}\"", p.name),
+        )
+    }
+
+    /// Where a policy's module is: relative paths are taken from the
+    /// directory of the config file.
+    pub fn module_path(config_file: &Path, module: &Path) -> PathBuf {
+        if module.is_absolute() {
+            module.to_owned()
+        } else {
+            config_file
+                .parent()
+                .unwrap_or_else(|| Path::new("."))
+                .join(module)
+        }
+    }
+}
+
+impl PolicyConfig {
+    /// The `[policy.config]` table as the JSON text `init` receives.
+    pub fn config_json(&self) -> String {
+        // A toml::Table always serialises to a JSON object.
+        serde_json::to_string(&self.config).unwrap_or_else(|_| "{}".into())
+    }
+}
+
+fn millis(value: f64, what: &str, max_ms: f64) -> Result<Duration, String> {
+    if !value.is_finite() || value <= 0.0 || value > max_ms {
+        return Err(format!(
+            "{what} must be a number of milliseconds in (0, {max_ms}], got {value}"
+        ));
+    }
+    Ok(Duration::from_secs_f64(value / 1000.0))
+}
+
+fn limits_from(
+    mut limits: Limits,
+    deadline_ms: Option<f64>,
+    init_deadline_ms: Option<f64>,
+    memory_mb: Option<u64>,
+    scope: &str,
+) -> Result<Limits, String> {
+    if let Some(ms) = deadline_ms {
+        limits.deadline = millis(ms, &format!("{scope}: deadline_ms"), 60_000.0)?;
+    }
+    if let Some(ms) = init_deadline_ms {
+        limits.init_deadline = millis(ms, &format!("{scope}: init_deadline_ms"), 600_000.0)?;
+    }
+    if let Some(mb) = memory_mb {
+        if !(1..=4096).contains(&mb) {
+            return Err(format!(
+                "{scope}: memory_limit_mb must be between 1 and 4096, got {mb}"
+            ));
+        }
+        limits.memory_bytes = usize::try_from(mb << 20).map_err(|e| e.to_string())?;
+    }
+    Ok(limits)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<ChainConfig, LoadError> {
+        ChainConfig::from_toml(text, Path::new("chain.toml"))
+    }
+
+    #[test]
+    fn parses_a_chain() -> Result<(), LoadError> {
+        let c = parse(
+            r#"
+            default = "allow"
+            deadline_ms = 2.5
+            [[policy]]
+            name = "a"
+            module = "a.wasm"
+            on_error = "skip"
+            memory_limit_mb = 8
+            [policy.config]
+            topics = ["x/#"]
+            "#,
+        )?;
+        assert_eq!(c.default, DefaultVerdict::Allow);
+        let p = &c.policies[0];
+        assert_eq!(p.on_error, FailureMode::Skip);
+        assert_eq!(p.config_json(), r#"{"topics":["x/#"]}"#);
+        let limits = c.policy_limits(p).map_err(LoadError::Engine)?;
+        assert_eq!(limits.deadline, Duration::from_micros(2500));
+        assert_eq!(limits.memory_bytes, 8 << 20);
+        Ok(())
+    }
+
+    #[test]
+    fn rejects_bad_input_with_a_clear_message() {
+        for (text, needle) in [
+            ("default = \"maybe\"", "unknown variant"),
+            ("deadline_ms = -1", "deadline_ms"),
+            ("[[policy]]\nname = \"\"\nmodule = \"x\"", "empty name"),
+            ("[[policy]]\nname = \"a\"", "missing field `module`"),
+            (
+                "[[policy]]\nname=\"a\"\nmodule=\"a\"\nmemory_limit_mb = 0",
+                "memory_limit_mb",
+            ),
+            ("bogus = 1", "unknown field"),
+        ] {
+            let err = parse(text).map(|_| ()).err().map(|e| e.to_string());
+            assert!(
+                err.as_deref().is_some_and(|e| e.contains(needle)),
+                "{text:?} gave {err:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn module_paths_are_relative_to_the_config() {
+        assert_eq!(
+            ChainConfig::module_path(Path::new("/etc/mqtt/chain.toml"), Path::new("p.wasm")),
+            PathBuf::from("/etc/mqtt/p.wasm")
+        );
+        assert_eq!(
+            ChainConfig::module_path(Path::new("/etc/chain.toml"), Path::new("/opt/p.wasm")),
+            PathBuf::from("/opt/p.wasm")
+        );
+    }
+}

@@ -1,0 +1,88 @@
+//! Typed errors of the host library.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Why loading a chain or a policy failed. Loading is where bad input is
+/// caught: a chain that loads has policies that compiled, matched the world and
+/// accepted their configuration.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LoadError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("invalid chain config {path}: {message}")]
+    Config { path: PathBuf, message: String },
+    #[error("policy \"{policy}\": {module} is not a WebAssembly component: {message}")]
+    NotAComponent {
+        policy: String,
+        module: String,
+        message: String,
+    },
+    #[error(
+        "policy \"{policy}\": {module} does not implement the mqtt:policy@0.1.0 world: {message}"
+    )]
+    WrongWorld {
+        policy: String,
+        module: String,
+        message: String,
+    },
+    #[error("policy \"{policy}\": init rejected its configuration: {message}")]
+    Init { policy: String, message: String },
+    #[error("policy \"{policy}\": init failed: {source}")]
+    InitFailed {
+        policy: String,
+        #[source]
+        source: PolicyError,
+    },
+    #[error("duplicate policy name \"{0}\" in the chain")]
+    DuplicateName(String),
+    #[error("engine: {0}")]
+    Engine(String),
+}
+
+/// Why one call into a policy failed. Every variant is turned into a deny by
+/// the chain unless the policy's failure mode says otherwise.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum PolicyError {
+    #[error("deadline of {0:?} exceeded")]
+    Timeout(Duration),
+    #[error("memory limit of {0} bytes exceeded")]
+    OutOfMemory(usize),
+    #[error("trapped: {0}")]
+    Trap(String),
+    #[error("returned a malformed result: {0}")]
+    InvalidResult(String),
+    #[error("could not be instantiated: {0}")]
+    Instantiate(String),
+    #[error("is not initialised")]
+    NotInitialised,
+}
+
+/// A certificate given to the host could not be parsed.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CertError {
+    #[error("no certificate found in input")]
+    Empty,
+    #[error("certificate input is {0} bytes, over the {1} byte limit")]
+    TooLarge(usize, usize),
+    #[error("certificate chain has {0} certificates, over the limit of {1}")]
+    TooMany(usize, usize),
+    #[error("malformed PEM: {0}")]
+    Pem(String),
+    #[error("PEM block {index} is a \"{label}\", not a CERTIFICATE")]
+    NotACertificate { index: usize, label: String },
+    #[error("certificate {index}: malformed DER: {message}")]
+    Der { index: usize, message: String },
+}
+
+/// A code was asked for a protocol level the host does not know.
+#[derive(Debug, Clone, Copy, thiserror::Error, PartialEq, Eq)]
+#[error("unsupported MQTT protocol level {0} (expected 3, 4 or 5)")]
+pub struct ProtocolError(pub u8);

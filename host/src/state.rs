@@ -1,0 +1,121 @@
+//! What a policy's store holds, and the host imports it is offered.
+//!
+//! WASI is linked because Rust's `wasm32-wasip2` standard library imports it,
+//! but with an empty, locked-down context: no preopened directories, no
+//! environment, no arguments, closed stdin, discarded stdout/stderr, and no
+//! sockets or name lookup. The only things a policy can reach are `log` and
+//! the clocks.
+
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use crate::bindings::{Level, mqtt::policy::host, mqtt::policy::types};
+use crate::limits::MemoryLimiter;
+
+/// Log lines a policy may emit per call before the rest are dropped.
+pub(crate) const LOG_LINES_PER_CALL: u32 = 16;
+/// Longest log message or field kept; the rest is cut.
+pub(crate) const LOG_MAX_CHARS: usize = 512;
+/// Most fields kept on one log line.
+pub(crate) const LOG_MAX_FIELDS: usize = 16;
+
+pub(crate) struct StoreState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    pub(crate) limiter: MemoryLimiter,
+    /// The policy's name, for attributing logs.
+    policy: Arc<str>,
+    log_budget: u32,
+    pub(crate) logs_dropped: u64,
+}
+
+impl StoreState {
+    pub(crate) fn new(policy: Arc<str>, memory_bytes: usize) -> Self {
+        let wasi = WasiCtx::builder()
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false)
+            .build();
+        Self {
+            wasi,
+            table: ResourceTable::new(),
+            limiter: MemoryLimiter {
+                memory_bytes,
+                hit: false,
+            },
+            policy,
+            log_budget: LOG_LINES_PER_CALL,
+            logs_dropped: 0,
+        }
+    }
+
+    /// Reset per-call state before a call.
+    pub(crate) fn begin_call(&mut self) {
+        self.log_budget = LOG_LINES_PER_CALL;
+        self.limiter.hit = false;
+    }
+}
+
+impl WasiView for StoreState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+fn cut(s: &str) -> &str {
+    match s.char_indices().nth(LOG_MAX_CHARS) {
+        Some((i, _)) => &s[..i],
+        None => s,
+    }
+}
+
+// The types interface has no functions; the trait only marks it as linked.
+impl types::Host for StoreState {}
+
+impl host::Host for StoreState {
+    fn log(&mut self, level: Level, message: String, fields: Vec<(String, String)>) {
+        if self.log_budget == 0 {
+            self.logs_dropped += 1;
+            return;
+        }
+        self.log_budget -= 1;
+        let fields: Vec<String> = fields
+            .iter()
+            .take(LOG_MAX_FIELDS)
+            .map(|(k, v)| format!("{}={:?}", cut(k), cut(v)))
+            .collect();
+        let fields = fields.join(" ");
+        let message = cut(&message);
+        let policy = &*self.policy;
+        match level {
+            Level::Trace => {
+                tracing::trace!(target: "mqtt_policy::guest", policy, fields, "{message}")
+            }
+            Level::Debug => {
+                tracing::debug!(target: "mqtt_policy::guest", policy, fields, "{message}")
+            }
+            Level::Info => {
+                tracing::info!(target: "mqtt_policy::guest", policy, fields, "{message}")
+            }
+            Level::Warn => {
+                tracing::warn!(target: "mqtt_policy::guest", policy, fields, "{message}")
+            }
+            Level::Error => {
+                tracing::error!(target: "mqtt_policy::guest", policy, fields, "{message}")
+            }
+        }
+    }
+
+    fn now_unix_ms(&mut self) -> u64 {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+            .unwrap_or(0)
+    }
+}

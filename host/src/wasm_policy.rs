@@ -1,0 +1,258 @@
+//! One policy component, run on warm instances under the limits.
+//!
+//! Instances are created from a `PolicyPre` (pre-linked, so instantiation is a
+//! few allocations from the pool), initialised with the policy's config, and
+//! kept in a small idle list for reuse: a check takes one, runs, and puts it
+//! back. An instance that failed in any way is dropped, never reused, so the
+//! next check gets a fresh one. This is the fail-closed boundary: every failure
+//! becomes a [`PolicyError`] that the chain turns into a deny.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use wasmtime::Store;
+
+use crate::bindings::{
+    ConnectRequest, ConnectVerdict, Grant, Policy, PolicyPre, TopicRequest, TopicVerdict,
+};
+use crate::chain::PolicyCheck;
+use crate::engine::PolicyEngine;
+use crate::error::{LoadError, PolicyError};
+use crate::limits::Limits;
+use crate::loader;
+use crate::state::StoreState;
+
+/// Most attributes plus roles one grant may carry.
+pub const MAX_GRANT_ENTRIES: usize = 256;
+/// Most bytes (keys, values, roles) one grant may carry.
+pub const MAX_GRANT_BYTES: usize = 64 * 1024;
+/// Deny messages longer than this are cut (they go to logs and clients).
+pub const MAX_MESSAGE_CHARS: usize = 256;
+
+struct Warm {
+    store: Store<StoreState>,
+    policy: Policy,
+}
+
+/// A loaded policy component.
+pub struct WasmPolicy {
+    name: Arc<str>,
+    pre: PolicyPre<StoreState>,
+    engine: PolicyEngine,
+    config_json: String,
+    limits: Limits,
+    idle: Mutex<Vec<Warm>>,
+    max_idle: usize,
+    instances_created: AtomicU64,
+}
+
+impl std::fmt::Debug for WasmPolicy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WasmPolicy")
+            .field("name", &self.name)
+            .field("limits", &self.limits)
+            .finish_non_exhaustive()
+    }
+}
+
+impl WasmPolicy {
+    /// Load a policy from a module file. `config_json` is handed to `init`.
+    pub fn from_file(
+        engine: &PolicyEngine,
+        name: &str,
+        path: &Path,
+        config_json: &str,
+        limits: Limits,
+    ) -> Result<Self, LoadError> {
+        let bytes = loader::read_module(path)?;
+        Self::from_bytes(
+            engine,
+            name,
+            &path.display().to_string(),
+            &bytes,
+            config_json,
+            limits,
+        )
+    }
+
+    /// Load a policy from module bytes; `origin` names them in errors.
+    pub fn from_bytes(
+        engine: &PolicyEngine,
+        name: &str,
+        origin: &str,
+        bytes: &[u8],
+        config_json: &str,
+        limits: Limits,
+    ) -> Result<Self, LoadError> {
+        if limits.memory_bytes > engine.max_memory_bytes() {
+            return Err(LoadError::Engine(format!(
+                "policy \"{name}\": memory limit {} exceeds the engine's maximum {}",
+                limits.memory_bytes,
+                engine.max_memory_bytes()
+            )));
+        }
+        let pre = loader::compile(engine, name, origin, bytes)?;
+        let policy = Self {
+            name: Arc::from(name),
+            pre,
+            engine: engine.clone(),
+            config_json: config_json.to_owned(),
+            limits,
+            idle: Mutex::new(Vec::new()),
+            max_idle: std::thread::available_parallelism().map_or(4, |n| n.get() * 2),
+            instances_created: AtomicU64::new(0),
+        };
+        // Instantiate and init once now: a config the policy rejects fails
+        // the load, not the first client.
+        let warm = policy.instantiate().map_err(|e| match e {
+            InstantiateError::Init(message) => LoadError::Init {
+                policy: name.to_owned(),
+                message,
+            },
+            InstantiateError::Failed(source) => LoadError::InitFailed {
+                policy: name.to_owned(),
+                source,
+            },
+        })?;
+        policy.release(warm);
+        Ok(policy)
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn limits(&self) -> Limits {
+        self.limits
+    }
+
+    /// How many instances were created so far (the first at load, then one
+    /// per concurrent worker and one after every failed call).
+    pub fn instances_created(&self) -> u64 {
+        self.instances_created.load(Ordering::Relaxed)
+    }
+
+    fn instantiate(&self) -> Result<Warm, InstantiateError> {
+        let mut store = Store::new(
+            self.engine.wasmtime(),
+            StoreState::new(self.name.clone(), self.limits.memory_bytes),
+        );
+        store.limiter(|state| &mut state.limiter);
+        store.set_epoch_deadline(self.engine.ticks(self.limits.init_deadline));
+        let result = self
+            .pre
+            .instantiate(&mut store)
+            .and_then(|policy| Ok((policy.call_init(&mut store, &self.config_json)?, policy)));
+        self.instances_created.fetch_add(1, Ordering::Relaxed);
+        match result {
+            Ok((Ok(()), policy)) => Ok(Warm { store, policy }),
+            Ok((Err(message), _)) => Err(InstantiateError::Init(message)),
+            Err(e) => Err(InstantiateError::Failed(classify(
+                &e,
+                &store,
+                self.limits.init_deadline,
+            ))),
+        }
+    }
+
+    fn release(&self, warm: Warm) {
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        if idle.len() < self.max_idle {
+            idle.push(warm);
+        }
+    }
+
+    /// Run `call` on a warm instance under the deadline; drop the instance if
+    /// anything went wrong.
+    fn run<R>(
+        &self,
+        call: impl FnOnce(&Policy, &mut Store<StoreState>) -> wasmtime::Result<R>,
+    ) -> Result<R, PolicyError> {
+        let idle = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        let mut warm = match idle {
+            Some(warm) => warm,
+            None => self.instantiate().map_err(|e| match e {
+                InstantiateError::Init(message) => {
+                    PolicyError::Instantiate(format!("init failed: {message}"))
+                }
+                InstantiateError::Failed(e) => e,
+            })?,
+        };
+        warm.store.data_mut().begin_call();
+        warm.store
+            .set_epoch_deadline(self.engine.ticks(self.limits.deadline));
+        match call(&warm.policy, &mut warm.store) {
+            Ok(r) => {
+                self.release(warm);
+                Ok(r)
+            }
+            Err(e) => Err(classify(&e, &warm.store, self.limits.deadline)),
+        }
+    }
+}
+
+enum InstantiateError {
+    /// `init` returned an error message.
+    Init(String),
+    /// Instantiation or `init` failed (trap, timeout, out of memory).
+    Failed(PolicyError),
+}
+
+fn classify(
+    e: &wasmtime::Error,
+    store: &Store<StoreState>,
+    deadline: std::time::Duration,
+) -> PolicyError {
+    let state = store.data();
+    if state.limiter.hit {
+        return PolicyError::OutOfMemory(state.limiter.memory_bytes);
+    }
+    match e.downcast_ref::<wasmtime::Trap>() {
+        Some(wasmtime::Trap::Interrupt) => PolicyError::Timeout(deadline),
+        Some(trap) => PolicyError::Trap(trap.to_string()),
+        None => PolicyError::InvalidResult(format!("{e:#}")),
+    }
+}
+
+fn check_grant(grant: &Grant) -> Result<(), PolicyError> {
+    let entries = grant.attributes.len() + grant.roles.len();
+    let bytes: usize = grant
+        .attributes
+        .iter()
+        .map(|a| a.key.len() + a.value.len())
+        .chain(grant.roles.iter().map(String::len))
+        .sum();
+    if entries > MAX_GRANT_ENTRIES || bytes > MAX_GRANT_BYTES {
+        return Err(PolicyError::InvalidResult(format!(
+            "grant of {entries} entries / {bytes} bytes exceeds {MAX_GRANT_ENTRIES} / {MAX_GRANT_BYTES}"
+        )));
+    }
+    Ok(())
+}
+
+fn cut_message(message: &mut String) {
+    if let Some((i, _)) = message.char_indices().nth(MAX_MESSAGE_CHARS) {
+        message.truncate(i);
+    }
+}
+
+impl PolicyCheck for WasmPolicy {
+    fn connect_check(&self, request: &ConnectRequest) -> Result<ConnectVerdict, PolicyError> {
+        let mut verdict = self.run(|p, store| p.call_connect_check(store, request))?;
+        match &mut verdict {
+            ConnectVerdict::Allow(grant) => check_grant(grant)?,
+            ConnectVerdict::Deny(deny) => cut_message(&mut deny.message),
+            ConnectVerdict::Defer => {}
+        }
+        Ok(verdict)
+    }
+
+    fn topic_check(&self, request: &TopicRequest) -> Result<TopicVerdict, PolicyError> {
+        let mut verdict = self.run(|p, store| p.call_topic_check(store, request))?;
+        if let TopicVerdict::Deny(deny) = &mut verdict {
+            cut_message(&mut deny.message);
+        }
+        Ok(verdict)
+    }
+}

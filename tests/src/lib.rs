@@ -1,0 +1,271 @@
+//! Fixtures for mqtt-policy's integration tests: the wasm guests built from
+//! source by `build.rs`, real certificates made with `openssl`, real JWTs
+//! signed with `jsonwebtoken`, and request builders.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context as _, bail};
+use mqtt_policy_host::{Access, Attribute, ConnectRequest, TopicRequest};
+
+/// Paths of the guest components, built from source for this test run.
+pub mod guests {
+    pub const THUMBPRINT: &str = env!("GUEST_THUMBPRINT");
+    pub const JWT: &str = env!("GUEST_JWT");
+    pub const TOPIC_LIST: &str = env!("GUEST_TOPIC_LIST");
+    pub const MISBEHAVE: &str = env!("GUEST_MISBEHAVE");
+}
+
+/// Run `openssl` with `args` in `dir`; errors carry its stderr.
+pub fn openssl(dir: &Path, args: &[&str]) -> anyhow::Result<String> {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .context("cannot run openssl (install it: apt-get install openssl)")?;
+    if !out.status.success() {
+        bail!(
+            "openssl {} failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// A certificate made by openssl, with the values openssl reports for it.
+#[derive(Debug, Clone)]
+pub struct TestCert {
+    pub pem_path: PathBuf,
+    pub pem: String,
+    pub der: Vec<u8>,
+    /// Uppercase hex, no separators, as openssl prints them.
+    pub sha1: String,
+    pub sha256: String,
+    pub serial: String,
+}
+
+fn fingerprint(dir: &Path, pem: &str, alg: &str) -> anyhow::Result<String> {
+    let out = openssl(dir, &["x509", "-in", pem, "-noout", "-fingerprint", alg])?;
+    let (_, value) = out
+        .trim()
+        .split_once('=')
+        .context("unexpected openssl fingerprint output")?;
+    Ok(value.replace(':', ""))
+}
+
+fn load_cert(dir: &Path, name: &str) -> anyhow::Result<TestCert> {
+    let pem_file = format!("{name}.pem");
+    let der_file = format!("{name}.der");
+    openssl(
+        dir,
+        &[
+            "x509", "-in", &pem_file, "-outform", "DER", "-out", &der_file,
+        ],
+    )?;
+    let serial = openssl(dir, &["x509", "-in", &pem_file, "-noout", "-serial"])?;
+    Ok(TestCert {
+        pem_path: dir.join(&pem_file),
+        pem: std::fs::read_to_string(dir.join(&pem_file))?,
+        der: std::fs::read(dir.join(&der_file))?,
+        sha1: fingerprint(dir, &pem_file, "-sha1")?,
+        sha256: fingerprint(dir, &pem_file, "-sha256")?,
+        serial: serial
+            .trim()
+            .trim_start_matches("serial=")
+            .to_ascii_uppercase(),
+    })
+}
+
+/// A self-signed EC P-256 certificate with CN `cn` and two SANs, valid for a
+/// year, written to `dir/{cn}.pem`.
+pub fn self_signed(dir: &Path, cn: &str) -> anyhow::Result<TestCert> {
+    openssl(
+        dir,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            &format!("{cn}.key"),
+            "-out",
+            &format!("{cn}.pem"),
+            "-days",
+            "365",
+            "-subj",
+            &format!("/CN={cn}/O=mqtt-policy tests"),
+            "-addext",
+            &format!("subjectAltName=DNS:{cn}.example,IP:127.0.0.1"),
+        ],
+    )?;
+    load_cert(dir, cn)
+}
+
+/// A CA and a leaf `cn` signed by it. Returns (leaf, ca).
+pub fn ca_signed(dir: &Path, cn: &str) -> anyhow::Result<(TestCert, TestCert)> {
+    let ca = self_signed(dir, &format!("{cn}-ca"))?;
+    openssl(
+        dir,
+        &[
+            "req",
+            "-new",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            &format!("{cn}.key"),
+            "-out",
+            &format!("{cn}.csr"),
+            "-subj",
+            &format!("/CN={cn}"),
+        ],
+    )?;
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            &format!("{cn}.csr"),
+            "-CA",
+            &format!("{cn}-ca.pem"),
+            "-CAkey",
+            &format!("{cn}-ca.key"),
+            "-CAcreateserial",
+            "-out",
+            &format!("{cn}.pem"),
+            "-days",
+            "30",
+        ],
+    )?;
+    Ok((load_cert(dir, cn)?, ca))
+}
+
+/// Key pairs for signing test tokens, made by openssl.
+#[derive(Debug, Clone)]
+pub struct KeyPair {
+    pub private_pem: String,
+    pub public_pem: String,
+}
+
+/// An RSA-2048 (`"rsa"`) or EC P-256 (`"ec"`) key pair, PKCS#8.
+pub fn key_pair(dir: &Path, kind: &str) -> anyhow::Result<KeyPair> {
+    let name = format!("{kind}-key");
+    let keygen: &[&str] = match kind {
+        "rsa" => &["-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048"],
+        "ec" => &["-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256"],
+        other => bail!("unknown key kind {other}"),
+    };
+    let mut args = vec!["genpkey"];
+    args.extend_from_slice(keygen);
+    let private_file = format!("{name}.pem");
+    let public_file = format!("{name}.pub.pem");
+    args.extend_from_slice(&["-out", &private_file]);
+    openssl(dir, &args)?;
+    openssl(
+        dir,
+        &[
+            "pkey",
+            "-in",
+            &private_file,
+            "-pubout",
+            "-out",
+            &public_file,
+        ],
+    )?;
+    Ok(KeyPair {
+        private_pem: std::fs::read_to_string(dir.join(&private_file))?,
+        public_pem: std::fs::read_to_string(dir.join(&public_file))?,
+    })
+}
+
+/// Sign `claims` as a JWT with `alg` (HS*, RS*, ES*) and `key` (a secret for
+/// HS*, a private PEM otherwise); `kid` goes in the header if given.
+pub fn sign_jwt(
+    alg: &str,
+    key: &str,
+    kid: Option<&str>,
+    claims: &serde_json::Value,
+) -> anyhow::Result<String> {
+    use jsonwebtoken::{Algorithm, EncodingKey, Header};
+    let algorithm: Algorithm = alg.parse().with_context(|| format!("algorithm {alg}"))?;
+    let encoding = match alg {
+        a if a.starts_with("HS") => EncodingKey::from_secret(key.as_bytes()),
+        a if a.starts_with("RS") => EncodingKey::from_rsa_pem(key.as_bytes())?,
+        a if a.starts_with("ES") => EncodingKey::from_ec_pem(key.as_bytes())?,
+        other => bail!("unsupported test algorithm {other}"),
+    };
+    let mut header = Header::new(algorithm);
+    header.kid = kid.map(str::to_owned);
+    Ok(jsonwebtoken::encode(&header, claims, &encoding)?)
+}
+
+/// Seconds since the Unix epoch.
+pub fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+/// A CONNECT with defaults: MQTT 3.1.1, clean start, no credentials.
+pub fn connect(client_id: &str) -> ConnectRequest {
+    ConnectRequest {
+        client_id: client_id.into(),
+        username: None,
+        password: None,
+        protocol_version: 4,
+        clean_start: true,
+        keep_alive: 60,
+        peer_address: Some("127.0.0.1:50000".into()),
+        listener: Some("tcp".into()),
+        user_properties: Vec::new(),
+        certificates: Vec::new(),
+    }
+}
+
+/// A CONNECT with username `JWT` and `token` as password.
+pub fn connect_jwt(client_id: &str, token: &str, protocol_version: u8) -> ConnectRequest {
+    ConnectRequest {
+        username: Some("JWT".into()),
+        password: Some(token.as_bytes().to_vec()),
+        protocol_version,
+        ..connect(client_id)
+    }
+}
+
+/// A topic request with the given session attributes.
+pub fn topic(
+    client_id: &str,
+    access: Access,
+    topic: &str,
+    attributes: &[Attribute],
+) -> TopicRequest {
+    TopicRequest {
+        client_id: client_id.into(),
+        username: None,
+        topic: topic.into(),
+        access,
+        qos: 0,
+        retain: false,
+        attributes: attributes.to_vec(),
+        roles: Vec::new(),
+    }
+}
+
+/// A TOML string literal.
+pub fn toml_str(s: &str) -> String {
+    serde_json::to_string(s).unwrap_or_default()
+}
+
+/// Write a chain file into `dir` and return its path.
+pub fn write_chain(dir: &Path, toml: &str) -> anyhow::Result<PathBuf> {
+    let path = dir.join("chain.toml");
+    std::fs::write(&path, toml)?;
+    Ok(path)
+}
