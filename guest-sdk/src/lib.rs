@@ -197,9 +197,9 @@ macro_rules! export_policy {
                 fn topic_check(request: $crate::TopicRequest) -> $crate::TopicVerdict {
                     $crate::__private::topic::<$policy>(&POLICY, &request)
                 }
-    }
+            }
 
-            $crate::bindings::__export_policy_world!(Export with_types_in $crate::bindings);
+    $crate::bindings::__export_policy_world!(Export with_types_in $crate::bindings);
         };
     };
 }
