@@ -6,8 +6,16 @@
 //! prints one JSON result: the connect verdict (deciding policy, reason, MQTT
 //! code for the request's protocol version, granted attributes and roles) and,
 //! if the connection was accepted, a verdict per topic request.
+//!
+//! ```text
+//! mqtt-policy watch --config policies.toml [--cache-dir DIR]
+//! ```
+//! loads the chain and keeps it loaded, reloading on file changes and SIGHUP,
+//! printing one JSON line per load attempt: an operator's way to try a chain
+//! change before a broker picks it up.
 
 mod check;
+mod watch;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -40,6 +48,18 @@ enum Command {
         /// Print the result on one line.
         #[arg(long)]
         compact: bool,
+    },
+    /// Keep a chain loaded; reload on file changes and SIGHUP; exit on SIGINT/SIGTERM.
+    Watch {
+        /// The chain file (TOML).
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Cache compiled modules here so restarts skip compilation.
+        #[arg(long)]
+        cache_dir: Option<PathBuf>,
+        /// Quiet time after a file change before reloading.
+        #[arg(long, default_value_t = 200)]
+        debounce_ms: u64,
     },
 }
 
@@ -75,5 +95,14 @@ fn run(command: Command) -> anyhow::Result<()> {
             println!("{text}");
             Ok(())
         }
+        Command::Watch {
+            config,
+            cache_dir,
+            debounce_ms,
+        } => watch::run(
+            &config,
+            cache_dir,
+            std::time::Duration::from_millis(debounce_ms),
+        ),
     }
 }

@@ -312,3 +312,80 @@ fn readme_examples_give_the_documented_verdicts() -> anyhow::Result<()> {
     assert_eq!(topics, vec!["allow", "deny", "allow", "deny"]);
     Ok(())
 }
+
+/// `mqtt-policy watch` reloads on SIGHUP and on file changes, reports
+/// failures without dropping the chain, and exits cleanly on SIGTERM.
+#[test]
+fn watch_reloads_on_sighup_and_file_changes() -> anyhow::Result<()> {
+    use std::io::BufRead as _;
+    use std::time::Duration;
+    let (dir, config) = setup()?;
+    let cache = dir.path().join("cache");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_mqtt-policy"))
+        .args([
+            "watch",
+            "--config",
+            &config.to_string_lossy(),
+            "--cache-dir",
+            &cache.to_string_lossy(),
+            "--debounce-ms",
+            "100",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()?;
+    let stdout = child
+        .stdout
+        .take()
+        .ok_or_else(|| anyhow::anyhow!("no stdout"))?;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = tx.send(line);
+        }
+    });
+    let next = || -> anyhow::Result<Value> {
+        let line = rx.recv_timeout(Duration::from_secs(30))?;
+        Ok(serde_json::from_str(&line)?)
+    };
+    let pid = child.id().to_string();
+    let signal = |sig: &str| Command::new("kill").args([sig, &pid]).status();
+    let result = (|| -> anyhow::Result<()> {
+        let first = next()?;
+        assert_eq!(
+            (first["event"].as_str(), first["generation"].as_u64()),
+            (Some("loaded"), Some(0))
+        );
+        assert_eq!(first["compiled"], 3);
+        signal("-HUP")?;
+        let second = next()?;
+        assert_eq!(
+            (second["event"].as_str(), second["generation"].as_u64()),
+            (Some("loaded"), Some(1))
+        );
+        assert_eq!(
+            second["compiled"], 0,
+            "unchanged modules are not recompiled"
+        );
+        std::fs::write(&config, "[[policy]\n")?;
+        let failed = next()?;
+        assert_eq!(failed["event"], "reload-failed");
+        assert!(
+            failed["error"]
+                .as_str()
+                .unwrap_or("")
+                .contains("chain.toml"),
+            "{failed}"
+        );
+        assert_eq!(failed["generation"], 1);
+        Ok(())
+    })();
+    signal("-TERM")?;
+    let status = child.wait()?;
+    result?;
+    assert!(status.success(), "{status}");
+    Ok(())
+}

@@ -14,12 +14,26 @@ use std::time::Instant;
 use crate::bindings::{
     Access, ConnectRequest, ConnectVerdict, Deny, DenyReason, Grant, TopicRequest, TopicVerdict,
 };
+use crate::cache::{CacheSource, ComponentCache, ModuleHash};
 use crate::codes;
 use crate::config::{ChainConfig, DefaultVerdict, FailureMode};
 use crate::engine::PolicyEngine;
 use crate::error::{LoadError, PolicyError, ProtocolError};
+use crate::loader::read_module;
 use crate::stats::{PolicyStats, StatsSnapshot, Tally};
-use crate::wasm_policy::WasmPolicy;
+use crate::wasm_policy::{WasmPolicy, check_memory};
+
+/// A chain just loaded, with where each of its modules came from.
+pub(crate) struct LoadedChain {
+    pub(crate) chain: Chain,
+    pub(crate) modules: Vec<LoadedModule>,
+}
+
+pub(crate) struct LoadedModule {
+    pub(crate) path: std::path::PathBuf,
+    pub(crate) hash: ModuleHash,
+    pub(crate) source: CacheSource,
+}
 
 /// The host-side face of a policy. [`WasmPolicy`] is the real one; native
 /// implementations serve tests and built-in rules.
@@ -283,20 +297,51 @@ impl Chain {
         config: &ChainConfig,
         config_path: &Path,
     ) -> Result<Self, LoadError> {
+        Self::from_config_cached(engine, config, config_path, &ComponentCache::new(), 0)
+            .map(|loaded| loaded.chain)
+    }
+
+    /// Load a chain, taking compiled components from `cache` where the module
+    /// bytes are unchanged.
+    pub(crate) fn from_config_cached(
+        engine: &PolicyEngine,
+        config: &ChainConfig,
+        config_path: &Path,
+        cache: &ComponentCache,
+        generation: u64,
+    ) -> Result<LoadedChain, LoadError> {
         let bad = |message: String| LoadError::Config {
             path: config_path.to_owned(),
             message,
         };
         let mut builder = Chain::builder()
             .default_verdict(config.default)
-            .decision_log_every(config.decision_log_every.unwrap_or(100));
+            .decision_log_every(config.decision_log_every.unwrap_or(100))
+            .generation(generation);
+        let mut modules = Vec::with_capacity(config.policies.len());
         for p in &config.policies {
             let limits = config.policy_limits(p).map_err(bad)?;
-            let module = ChainConfig::module_path(config_path, &p.module);
-            let policy = WasmPolicy::from_file(engine, &p.name, &module, &p.config_json(), limits)?;
+            check_memory(engine, &p.name, limits)?;
+            let path = ChainConfig::module_path(config_path, &p.module);
+            let origin = path.display().to_string();
+            let bytes = read_module(&path)?;
+            let (component, hash, source) =
+                cache.get_or_compile(engine, &p.name, &origin, &bytes)?;
+            let policy = WasmPolicy::from_component(
+                engine,
+                &p.name,
+                &origin,
+                &component,
+                &p.config_json(),
+                limits,
+            )?;
             builder = builder.policy_with(&p.name, Arc::new(policy), p.on_error);
+            modules.push(LoadedModule { path, hash, source });
         }
-        builder.build()
+        Ok(LoadedChain {
+            chain: builder.build()?,
+            modules,
+        })
     }
 
     pub fn generation(&self) -> u64 {

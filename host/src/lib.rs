@@ -9,6 +9,9 @@
 //!   [`ChainBuilder`]. Its [`Chain::connect_check`] and [`Chain::topic_check`]
 //!   are synchronous, thread-safe and never fail: every failure is a deny unless
 //!   configured. `_async` variants serve tokio brokers.
+//! - [`PolicyHost`]: a chain loaded from a file and hot-reloaded (explicitly,
+//!   or on file changes with [`PolicyHost::watch`]); a failed reload keeps the
+//!   running chain. Compiled modules are cached by content, also on disk.
 //! - [`cert`]: turns PEM/DER client certificates into request fields.
 //! - [`codes`]: maps deny reasons to MQTT 3.1.1 and 5 codes.
 //!
@@ -39,6 +42,7 @@
 //! ```
 
 mod bindings;
+mod cache;
 pub mod cert;
 mod chain;
 pub mod codes;
@@ -47,6 +51,7 @@ mod engine;
 mod error;
 pub mod limits;
 mod loader;
+mod reload;
 mod state;
 mod stats;
 mod wasm_policy;
@@ -55,6 +60,7 @@ pub use bindings::{
     Access, Attribute, Certificate, ConnectRequest, ConnectVerdict, Deny, DenyReason, Grant, Level,
     TopicRequest, TopicVerdict, UserProperty,
 };
+pub use cache::{CacheSource, ComponentCache, ModuleHash};
 pub use chain::{
     Chain, ChainBuilder, ConnectDecision, DecidedBy, Decision, Outcome, PolicyCheck, Step,
     StepResult, TopicDecision,
@@ -64,5 +70,8 @@ pub use engine::{EngineBuilder, PolicyEngine};
 pub use error::{CertError, LoadError, PolicyError, ProtocolError};
 pub use limits::Limits;
 pub use loader::{MAX_MODULE_BYTES, read_module};
+pub use reload::{
+    ModuleSources, PolicyHost, PolicyHostBuilder, ReloadOutcome, ReloadStatus, Watcher,
+};
 pub use stats::StatsSnapshot;
 pub use wasm_policy::WasmPolicy;

@@ -1,6 +1,15 @@
-//! Limits on every call into a policy: a wall-clock deadline enforced with
-//! epoch interruption, and a memory cap enforced by the store's resource
-//! limiter. Exceeding either is a failed check (a deny, unless configured).
+//! Limits on every call into a policy: a deadline enforced with epoch
+//! interruption, and a memory cap enforced by the store's resource limiter.
+//! Exceeding either is a failed check (a deny, unless configured).
+//!
+//! The deadline is a budget of CPU time, not wall time: on a loaded machine a
+//! thread can be descheduled for longer than a few milliseconds in the middle
+//! of a one-microsecond check, and a wall-clock deadline would then deny a
+//! well-behaved client. The fast path costs nothing extra: only when the
+//! epoch deadline fires does [`on_deadline`] read the thread's CPU clock, and
+//! it extends the deadline while the thread was not actually running. A policy
+//! that really spins is stopped within two deadlines; a call is cut off
+//! regardless after [`MAX_EXTENSIONS`] extensions.
 
 use std::time::Duration;
 
@@ -39,6 +48,60 @@ pub(crate) fn deadline_ticks(deadline: Duration, tick: Duration) -> u64 {
     let tick = tick.as_nanos().max(1);
     let ticks = deadline.as_nanos().div_ceil(tick);
     u64::try_from(ticks).unwrap_or(u64::MAX - 1).max(1) + 1
+}
+
+/// Extensions granted to a descheduled call before it is cut off anyway.
+pub const MAX_EXTENSIONS: u32 = 20;
+
+/// Per-call deadline state, reset before every call.
+#[derive(Debug, Default)]
+pub(crate) struct DeadlineState {
+    /// The call's budget, and the same in epoch ticks.
+    pub(crate) budget: Duration,
+    pub(crate) ticks: u64,
+    extensions: u32,
+    /// The thread's CPU clock when the deadline last fired.
+    last_cpu: Option<Duration>,
+}
+
+impl DeadlineState {
+    pub(crate) fn arm(&mut self, budget: Duration, ticks: u64) {
+        *self = DeadlineState {
+            budget,
+            ticks,
+            extensions: 0,
+            last_cpu: None,
+        };
+    }
+
+    /// The epoch deadline fired: trap if the thread has been burning CPU for
+    /// the last interval (or too long overall), otherwise grant another
+    /// interval. `cpu_now` is the calling thread's CPU time.
+    pub(crate) fn on_deadline(&mut self, cpu_now: Option<Duration>) -> Option<u64> {
+        self.extensions += 1;
+        let ran = match (self.last_cpu, cpu_now) {
+            // The first firing carries no CPU reading to compare with.
+            (None, Some(_)) => false,
+            (Some(before), Some(now)) => now.saturating_sub(before) >= self.budget / 2,
+            // No CPU clock: fall back to wall time.
+            (_, None) => true,
+        };
+        self.last_cpu = cpu_now;
+        (!ran && self.extensions <= MAX_EXTENSIONS).then_some(self.ticks)
+    }
+}
+
+/// The store's epoch-deadline callback (see the module docs).
+pub(crate) fn on_deadline(
+    mut store: wasmtime::StoreContextMut<'_, crate::state::StoreState>,
+) -> wasmtime::Result<wasmtime::UpdateDeadline> {
+    let cpu = cpu_time::ThreadTime::try_now()
+        .ok()
+        .map(|t| t.as_duration());
+    match store.data_mut().deadline.on_deadline(cpu) {
+        Some(ticks) => Ok(wasmtime::UpdateDeadline::Continue(ticks)),
+        None => Err(wasmtime::Trap::Interrupt.into()),
+    }
 }
 
 /// Tracks one store's memory and table growth against the cap, and remembers
@@ -89,6 +152,28 @@ mod tests {
         assert_eq!(deadline_ticks(Duration::from_micros(1500), ms), 3);
         assert_eq!(deadline_ticks(Duration::ZERO, ms), 2);
         assert!(deadline_ticks(Duration::MAX, Duration::from_nanos(1)) > 1_000_000);
+    }
+
+    #[test]
+    fn deadlines_extend_only_while_the_thread_is_not_running() {
+        let ms = Duration::from_millis;
+        let mut d = DeadlineState::default();
+        d.arm(ms(10), 11);
+        // First firing: no comparison yet, one more interval.
+        assert_eq!(d.on_deadline(Some(ms(100))), Some(11));
+        // Descheduled: 1 ms of CPU in the interval, extend.
+        assert_eq!(d.on_deadline(Some(ms(101))), Some(11));
+        // Spinning: 10 ms of CPU in the interval, stop.
+        assert_eq!(d.on_deadline(Some(ms(111))), None);
+        // Without a CPU clock the deadline is wall time.
+        d.arm(ms(10), 11);
+        assert_eq!(d.on_deadline(None), None);
+        // Never more than MAX_EXTENSIONS, however idle.
+        d.arm(ms(10), 11);
+        let granted = (0..100)
+            .take_while(|_| d.on_deadline(Some(ms(5))).is_some())
+            .count();
+        assert_eq!(granted, MAX_EXTENSIONS as usize);
     }
 
     #[test]

@@ -32,19 +32,27 @@ pub fn read_module(path: &Path) -> Result<Vec<u8>, LoadError> {
     std::fs::read(path).map_err(read_err)
 }
 
-/// Compile `bytes` and check them against the `policy` world.
-pub(crate) fn compile(
+/// Compile `bytes` to a component (the world is checked separately).
+pub(crate) fn compile_component(
     engine: &PolicyEngine,
     policy: &str,
     origin: &str,
     bytes: &[u8],
+) -> Result<Component, LoadError> {
+    Component::new(engine.wasmtime(), bytes).map_err(|e| LoadError::NotAComponent {
+        policy: policy.to_owned(),
+        module: origin.to_owned(),
+        message: format!("{e:#}"),
+    })
+}
+
+/// Check a compiled component against the `policy` world and pre-link it.
+pub(crate) fn pre_instantiate(
+    engine: &PolicyEngine,
+    policy: &str,
+    origin: &str,
+    component: &Component,
 ) -> Result<PolicyPre<StoreState>, LoadError> {
-    let component =
-        Component::new(engine.wasmtime(), bytes).map_err(|e| LoadError::NotAComponent {
-            policy: policy.to_owned(),
-            module: origin.to_owned(),
-            message: format!("{e:#}"),
-        })?;
     let wrong_world = |e: wasmtime::Error| LoadError::WrongWorld {
         policy: policy.to_owned(),
         module: origin.to_owned(),
@@ -52,7 +60,7 @@ pub(crate) fn compile(
     };
     let instance_pre = engine
         .linker()
-        .instantiate_pre(&component)
+        .instantiate_pre(component)
         .map_err(wrong_world)?;
     PolicyPre::new(instance_pre).map_err(wrong_world)
 }

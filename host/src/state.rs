@@ -13,7 +13,7 @@ use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use crate::bindings::{Level, mqtt::policy::host, mqtt::policy::types};
-use crate::limits::MemoryLimiter;
+use crate::limits::{DeadlineState, MemoryLimiter};
 
 /// Log lines a policy may emit per call before the rest are dropped.
 pub(crate) const LOG_LINES_PER_CALL: u32 = 16;
@@ -26,6 +26,7 @@ pub(crate) struct StoreState {
     wasi: WasiCtx,
     table: ResourceTable,
     pub(crate) limiter: MemoryLimiter,
+    pub(crate) deadline: DeadlineState,
     /// The policy's name, for attributing logs.
     policy: Arc<str>,
     log_budget: u32,
@@ -46,16 +47,18 @@ impl StoreState {
                 memory_bytes,
                 hit: false,
             },
+            deadline: DeadlineState::default(),
             policy,
             log_budget: LOG_LINES_PER_CALL,
             logs_dropped: 0,
         }
     }
 
-    /// Reset per-call state before a call.
-    pub(crate) fn begin_call(&mut self) {
+    /// Reset per-call state before a call with this deadline.
+    pub(crate) fn begin_call(&mut self, deadline: std::time::Duration, ticks: u64) {
         self.log_budget = LOG_LINES_PER_CALL;
         self.limiter.hit = false;
+        self.deadline.arm(deadline, ticks);
     }
 }
 

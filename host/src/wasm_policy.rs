@@ -8,10 +8,12 @@
 //! becomes a [`PolicyError`] that the chain turns into a deny.
 
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use wasmtime::Store;
+use wasmtime::component::Component;
 
 use crate::bindings::{
     ConnectRequest, ConnectVerdict, Grant, Policy, PolicyPre, TopicRequest, TopicVerdict,
@@ -19,7 +21,7 @@ use crate::bindings::{
 use crate::chain::PolicyCheck;
 use crate::engine::PolicyEngine;
 use crate::error::{LoadError, PolicyError};
-use crate::limits::Limits;
+use crate::limits::{self, Limits};
 use crate::loader;
 use crate::state::StoreState;
 
@@ -43,7 +45,7 @@ pub struct WasmPolicy {
     config_json: String,
     limits: Limits,
     idle: Mutex<Vec<Warm>>,
-    max_idle: usize,
+    max_idle: AtomicUsize,
     instances_created: AtomicU64,
 }
 
@@ -85,14 +87,22 @@ impl WasmPolicy {
         config_json: &str,
         limits: Limits,
     ) -> Result<Self, LoadError> {
-        if limits.memory_bytes > engine.max_memory_bytes() {
-            return Err(LoadError::Engine(format!(
-                "policy \"{name}\": memory limit {} exceeds the engine's maximum {}",
-                limits.memory_bytes,
-                engine.max_memory_bytes()
-            )));
-        }
-        let pre = loader::compile(engine, name, origin, bytes)?;
+        check_memory(engine, name, limits)?;
+        let component = loader::compile_component(engine, name, origin, bytes)?;
+        Self::from_component(engine, name, origin, &component, config_json, limits)
+    }
+
+    /// Load a policy from an already compiled component.
+    pub(crate) fn from_component(
+        engine: &PolicyEngine,
+        name: &str,
+        origin: &str,
+        component: &Component,
+        config_json: &str,
+        limits: Limits,
+    ) -> Result<Self, LoadError> {
+        check_memory(engine, name, limits)?;
+        let pre = loader::pre_instantiate(engine, name, origin, component)?;
         let policy = Self {
             name: Arc::from(name),
             pre,
@@ -100,7 +110,9 @@ impl WasmPolicy {
             config_json: config_json.to_owned(),
             limits,
             idle: Mutex::new(Vec::new()),
-            max_idle: std::thread::available_parallelism().map_or(4, |n| n.get() * 2),
+            max_idle: AtomicUsize::new(
+                std::thread::available_parallelism().map_or(4, |n| n.get() * 2),
+            ),
             instances_created: AtomicU64::new(0),
         };
         // Instantiate and init once now: a config the policy rejects fails
@@ -133,13 +145,57 @@ impl WasmPolicy {
         self.instances_created.load(Ordering::Relaxed)
     }
 
-    fn instantiate(&self) -> Result<Warm, InstantiateError> {
+    /// Keep `n` initialised instances ready, e.g. one per broker worker
+    /// thread, so the first checks do not pay for instantiation.
+    pub fn prewarm(&self, n: usize) -> Result<(), PolicyError> {
+        self.max_idle.fetch_max(n, Ordering::Relaxed);
+        let have = self.idle.lock().unwrap_or_else(|p| p.into_inner()).len();
+        for _ in have..n {
+            let warm = self
+                .instantiate()
+                .map_err(InstantiateError::into_policy_error)?;
+            self.release(warm);
+        }
+        Ok(())
+    }
+
+    fn new_store(&self) -> Store<StoreState> {
         let mut store = Store::new(
             self.engine.wasmtime(),
             StoreState::new(self.name.clone(), self.limits.memory_bytes),
         );
         store.limiter(|state| &mut state.limiter);
-        store.set_epoch_deadline(self.engine.ticks(self.limits.init_deadline));
+        store.epoch_deadline_callback(limits::on_deadline);
+        store
+    }
+
+    fn arm(&self, store: &mut Store<StoreState>, deadline: Duration) {
+        let ticks = self.engine.ticks(deadline);
+        store.data_mut().begin_call(deadline, ticks);
+        store.set_epoch_deadline(ticks);
+    }
+
+    /// Instantiate (and, with `init`, initialise) one instance and drop it:
+    /// the cold path, for benchmarks.
+    #[doc(hidden)]
+    pub fn bench_instantiate(&self, init: bool) -> Result<(), PolicyError> {
+        if init {
+            return self
+                .instantiate()
+                .map(drop)
+                .map_err(InstantiateError::into_policy_error);
+        }
+        let mut store = self.new_store();
+        self.arm(&mut store, self.limits.init_deadline);
+        self.pre
+            .instantiate(&mut store)
+            .map(drop)
+            .map_err(|e| classify(&e, &store, self.limits.init_deadline))
+    }
+
+    fn instantiate(&self) -> Result<Warm, InstantiateError> {
+        let mut store = self.new_store();
+        self.arm(&mut store, self.limits.init_deadline);
         let result = self
             .pre
             .instantiate(&mut store)
@@ -158,7 +214,7 @@ impl WasmPolicy {
 
     fn release(&self, warm: Warm) {
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-        if idle.len() < self.max_idle {
+        if idle.len() < self.max_idle.load(Ordering::Relaxed) {
             idle.push(warm);
         }
     }
@@ -172,16 +228,11 @@ impl WasmPolicy {
         let idle = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
         let mut warm = match idle {
             Some(warm) => warm,
-            None => self.instantiate().map_err(|e| match e {
-                InstantiateError::Init(message) => {
-                    PolicyError::Instantiate(format!("init failed: {message}"))
-                }
-                InstantiateError::Failed(e) => e,
-            })?,
+            None => self
+                .instantiate()
+                .map_err(InstantiateError::into_policy_error)?,
         };
-        warm.store.data_mut().begin_call();
-        warm.store
-            .set_epoch_deadline(self.engine.ticks(self.limits.deadline));
+        self.arm(&mut warm.store, self.limits.deadline);
         match call(&warm.policy, &mut warm.store) {
             Ok(r) => {
                 self.release(warm);
@@ -192,6 +243,22 @@ impl WasmPolicy {
     }
 }
 
+/// A memory cap above the engine's pool slot size could never be honoured.
+pub(crate) fn check_memory(
+    engine: &PolicyEngine,
+    name: &str,
+    limits: Limits,
+) -> Result<(), LoadError> {
+    if limits.memory_bytes > engine.max_memory_bytes() {
+        return Err(LoadError::Engine(format!(
+            "policy \"{name}\": memory limit {} exceeds the engine's maximum {}",
+            limits.memory_bytes,
+            engine.max_memory_bytes()
+        )));
+    }
+    Ok(())
+}
+
 enum InstantiateError {
     /// `init` returned an error message.
     Init(String),
@@ -199,11 +266,18 @@ enum InstantiateError {
     Failed(PolicyError),
 }
 
-fn classify(
-    e: &wasmtime::Error,
-    store: &Store<StoreState>,
-    deadline: std::time::Duration,
-) -> PolicyError {
+impl InstantiateError {
+    fn into_policy_error(self) -> PolicyError {
+        match self {
+            InstantiateError::Init(message) => {
+                PolicyError::Instantiate(format!("init failed: {message}"))
+            }
+            InstantiateError::Failed(e) => e,
+        }
+    }
+}
+
+fn classify(e: &wasmtime::Error, store: &Store<StoreState>, deadline: Duration) -> PolicyError {
     let state = store.data();
     if state.limiter.hit {
         return PolicyError::OutOfMemory(state.limiter.memory_bytes);

@@ -5,6 +5,7 @@ mod certs; // certificate parsing against openssl's own answers
 mod chain; // the sample chain: certificates, JWTs, topic lists, codes
 mod limits; // hostile policies: deadlines, traps, memory caps, replacement
 mod loading; // modules and configs that must fail to load, with clear errors
+mod reload; // hot reload: swaps under load, broken files, the disk cache
 mod topics; // MQTT topic semantics through the topic-list component
 
 use std::sync::{Arc, OnceLock};

@@ -1,0 +1,317 @@
+//! One run, one table: per-check latency (median, p99) wasm vs native, the
+//! ratio, throughput on 1 and 2 threads, cold paths and memory. Prints
+//! Markdown for BENCHMARKS.md. Run with `bash bench/run.sh`.
+
+use std::hint::black_box;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use mqtt_policy_bench::{Fixture, sdk_connect, sdk_topic, write_sample_chain};
+use mqtt_policy_host::{Limits, PolicyEngine, PolicyHost, WasmPolicy, cert};
+use mqtt_policy_sdk::Policy as _;
+use mqtt_policy_tests::guests;
+
+struct Latency {
+    median: Duration,
+    p99: Duration,
+}
+
+/// Time each call separately (after a warm-up) and take percentiles.
+fn latency(n: usize, mut f: impl FnMut()) -> Latency {
+    for _ in 0..n / 10 {
+        f();
+    }
+    let mut samples: Vec<Duration> = Vec::with_capacity(n);
+    for _ in 0..n {
+        let t = Instant::now();
+        f();
+        samples.push(t.elapsed());
+    }
+    samples.sort_unstable();
+    Latency {
+        median: samples[n / 2],
+        p99: samples[n * 99 / 100],
+    }
+}
+
+fn us(d: Duration) -> String {
+    format!("{:.2} µs", d.as_secs_f64() * 1e6)
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.1} ms", d.as_secs_f64() * 1e3)
+}
+
+fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
+        })
+        .unwrap_or(0)
+}
+
+fn row(what: &str, wasm: &Latency, native: Option<&Latency>) {
+    match native {
+        Some(n) => println!(
+            "| {what} | {} | {} | {} | {} | {:.1}× |",
+            us(wasm.median),
+            us(wasm.p99),
+            us(n.median),
+            us(n.p99),
+            wasm.median.as_secs_f64() / n.median.as_secs_f64().max(1e-12)
+        ),
+        None => println!(
+            "| {what} | {} | {} | – | – | – |",
+            us(wasm.median),
+            us(wasm.p99)
+        ),
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    let n: usize = std::env::var("BENCH_SAMPLES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(200_000);
+    let engine = PolicyEngine::new()?;
+    let f = Fixture::new(engine.clone())?;
+    let native_publish = sdk_topic(&f.publish);
+    let native_subscribe = sdk_topic(&f.subscribe);
+    let native_cert = sdk_connect(&f.connect_cert);
+    let native_hs = sdk_connect(&f.connect_hs256);
+    let native_es = sdk_connect(&f.connect_es256);
+
+    println!(
+        "### Per-check latency on a warm instance ({n} samples each; wasm/native = ratio of medians)\n"
+    );
+    println!("| check | wasm median | wasm p99 | native median | native p99 | wasm/native |");
+    println!("|---|---|---|---|---|---|");
+    let timer = latency(n, || {});
+    row("(timer overhead, included in every row)", &timer, None);
+    let w = latency(n, || {
+        drop(black_box(f.topic_wasm.topic_check(black_box(&f.publish))))
+    });
+    let nat = latency(n, || {
+        drop(black_box(
+            f.topic_native.topic_check(black_box(&native_publish)),
+        ))
+    });
+    row("topic-check: publish, 3 rules, placeholder", &w, Some(&nat));
+    let w = latency(n, || {
+        drop(black_box(f.topic_wasm.topic_check(black_box(&f.subscribe))))
+    });
+    let nat = latency(n, || {
+        drop(black_box(
+            f.topic_native.topic_check(black_box(&native_subscribe)),
+        ))
+    });
+    row(
+        "topic-check: subscribe with wildcard (coverage)",
+        &w,
+        Some(&nat),
+    );
+    let w = latency(n, || {
+        drop(black_box(
+            f.cert_wasm.connect_check(black_box(&f.connect_cert)),
+        ))
+    });
+    let nat = latency(n, || {
+        drop(black_box(
+            f.cert_native.connect_check(black_box(&native_cert)),
+        ))
+    });
+    row(
+        &format!(
+            "connect-check: certificate thumbprint ({} B chain)",
+            f.chain_bytes()
+        ),
+        &w,
+        Some(&nat),
+    );
+    let parse = latency(n / 4, || {
+        drop(black_box(cert::parse_der_chain(
+            f.chain_der.iter().map(Vec::as_slice),
+        )))
+    });
+    row(
+        "host: parse the 2-certificate chain (x509 + SHA-1 + SHA-256)",
+        &parse,
+        None,
+    );
+    let w = latency(n / 4, || {
+        let mut req = f.connect_cert.clone();
+        req.certificates =
+            cert::parse_der_chain(f.chain_der.iter().map(Vec::as_slice)).unwrap_or_default();
+        drop(black_box(f.cert_wasm.connect_check(&req)));
+    });
+    row("connect-check: certificate, parsing included", &w, None);
+    let w = latency(n / 4, || {
+        drop(black_box(
+            f.jwt_wasm.connect_check(black_box(&f.connect_hs256)),
+        ))
+    });
+    let nat = latency(n / 4, || {
+        drop(black_box(f.jwt_native.connect_check(black_box(&native_hs))))
+    });
+    row("connect-check: JWT HS256", &w, Some(&nat));
+    let m = (n / 100).max(100);
+    let w = latency(m, || {
+        drop(black_box(
+            f.jwt_wasm.connect_check(black_box(&f.connect_es256)),
+        ))
+    });
+    let nat = latency(m, || {
+        drop(black_box(f.jwt_native.connect_check(black_box(&native_es))))
+    });
+    row(
+        &format!("connect-check: JWT ES256 ({m} samples)"),
+        &w,
+        Some(&nat),
+    );
+
+    println!("\n### Throughput: topic-check publish, one shared chain\n");
+    println!("| threads | checks | wall time | checks/s |");
+    println!("|---|---|---|---|");
+    for threads in [1usize, 2] {
+        let per_thread = 1_000_000;
+        let chain = &f.topic_wasm;
+        let publish = &f.publish;
+        let started = Instant::now();
+        std::thread::scope(|s| {
+            for _ in 0..threads {
+                s.spawn(|| {
+                    for _ in 0..per_thread {
+                        black_box(chain.topic_check(black_box(publish)));
+                    }
+                });
+            }
+        });
+        let took = started.elapsed();
+        let total = threads * per_thread;
+        println!(
+            "| {threads} | {total} | {} | {:.0} |",
+            ms(took),
+            total as f64 / took.as_secs_f64()
+        );
+    }
+
+    println!("\n### Cold paths\n");
+    println!("| path | median | runs |");
+    println!("|---|---|---|");
+    let chain_path = write_sample_chain(f.dir.path())?;
+    let runs = 5;
+    let mut cold = Vec::new();
+    let mut warm = Vec::new();
+    for i in 0..runs {
+        let cache = f.dir.path().join(format!("cache-{i}"));
+        let t = Instant::now();
+        let host = PolicyHost::builder(&chain_path)
+            .engine(engine.clone())
+            .disk_cache(&cache)
+            .build()?;
+        cold.push(t.elapsed());
+        anyhow::ensure!(host.status().modules.compiled == 3);
+        drop(host);
+        let t = Instant::now();
+        let host = PolicyHost::builder(&chain_path)
+            .engine(engine.clone())
+            .disk_cache(&cache)
+            .build()?;
+        warm.push(t.elapsed());
+        anyhow::ensure!(host.status().modules.disk == 3);
+    }
+    cold.sort();
+    warm.sort();
+    println!(
+        "| start, 3 sample policies, empty disk cache (compile + instantiate + init) | {} | {runs} |",
+        ms(cold[runs / 2])
+    );
+    println!(
+        "| start, 3 sample policies, warm disk cache (deserialize + instantiate + init) | {} | {runs} |",
+        ms(warm[runs / 2])
+    );
+    let host = PolicyHost::builder(&chain_path)
+        .engine(engine.clone())
+        .build()?;
+    let mut swaps: Vec<Duration> = (0..20)
+        .map(|_| {
+            let t = Instant::now();
+            let r = host.reload();
+            (t.elapsed(), r)
+        })
+        .filter_map(|(d, r)| r.ok().map(|_| d))
+        .collect();
+    swaps.sort();
+    println!(
+        "| reload, 3 unchanged modules (read + hash + instantiate + init + swap) | {} | {} |",
+        ms(swaps[swaps.len() / 2]),
+        swaps.len()
+    );
+    let pooled = WasmPolicy::from_file(
+        &engine,
+        "t",
+        guests::TOPIC_LIST.as_ref(),
+        mqtt_policy_bench::TOPIC_CONFIG,
+        Limits::default(),
+    )?;
+    let on_demand_engine = PolicyEngine::builder().pooling(false).build()?;
+    let on_demand = WasmPolicy::from_file(
+        &on_demand_engine,
+        "t",
+        guests::TOPIC_LIST.as_ref(),
+        mqtt_policy_bench::TOPIC_CONFIG,
+        Limits::default(),
+    )?;
+    for (what, p) in [("pooling", &pooled), ("on-demand", &on_demand)] {
+        let i = latency(2000, || drop(black_box(p.bench_instantiate(false))));
+        let ii = latency(2000, || drop(black_box(p.bench_instantiate(true))));
+        println!(
+            "| instantiate topic-list from `InstancePre`, {what} allocator | {} | 2000 |",
+            us(i.median)
+        );
+        println!(
+            "| instantiate + `init(config)`, {what} allocator | {} | 2000 |",
+            us(ii.median)
+        );
+    }
+
+    println!("\n### Memory (resident set, this process)\n");
+    println!("| what | per item |");
+    println!("|---|---|");
+    let before = rss_kib();
+    let mut loaded = Vec::new();
+    for i in 0..10 {
+        loaded.push(Arc::new(WasmPolicy::from_file(
+            &engine,
+            &format!("t{i}"),
+            guests::TOPIC_LIST.as_ref(),
+            mqtt_policy_bench::TOPIC_CONFIG,
+            Limits::default(),
+        )?));
+    }
+    let per_policy = (rss_kib().saturating_sub(before)) / 10;
+    println!(
+        "| loaded topic-list policy (own compiled code + one warm instance) | {per_policy} KiB |"
+    );
+    let before = rss_kib();
+    loaded[0].prewarm(201)?;
+    let per_instance = (rss_kib().saturating_sub(before)) / 200;
+    println!("| extra warm instance of topic-list (pooling allocator) | {per_instance} KiB |");
+    let before = rss_kib();
+    let jwt = WasmPolicy::from_file(
+        &engine,
+        "j",
+        guests::JWT.as_ref(),
+        r#"{"keys":[{"alg":"HS256","secret":"x"}]}"#,
+        Limits::default(),
+    )?;
+    let jwt_policy = (rss_kib().saturating_sub(before)).max(1);
+    jwt.prewarm(101)?;
+    let jwt_instance = (rss_kib().saturating_sub(before + jwt_policy)) / 100;
+    println!("| loaded jwt policy (1.5 MB module) | {jwt_policy} KiB |");
+    println!("| extra warm instance of jwt | {jwt_instance} KiB |");
+    Ok(())
+}
