@@ -183,6 +183,8 @@ macro_rules! export_policy {
         const _: () = {
             static POLICY: ::std::sync::OnceLock<$policy> = ::std::sync::OnceLock::new();
 
+            // Only referenced by the wasm export glue below.
+            #[allow(dead_code)]
             struct Export;
 
             impl $crate::bindings::Guest for Export {
@@ -199,6 +201,9 @@ macro_rules! export_policy {
                 }
             }
 
+            // The exported symbols exist only in the wasm build, so native
+            // builds (unit tests, benchmarks) can link several policies together.
+            #[cfg(target_arch = "wasm32")]
     $crate::bindings::__export_policy_world!(Export with_types_in $crate::bindings);
         };
     };
