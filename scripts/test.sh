@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Every test, on a fresh machine: installs what the tests need (the wasm
-# target, rustfmt/clippy, openssl), checks formatting and lints, then runs the
-# whole workspace's tests. One release build of the world serves all of it.
+# target, rustfmt/clippy, openssl, cargo-fuzz), checks formatting and lints, runs the
+# whole workspace's tests, then a bounded fuzz run. One release build serves the tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,4 +17,12 @@ fi
 
 cargo fmt --all -- --check
 cargo clippy --release --workspace --all-targets -- -D warnings
-cargo test --release --workspace
+mkdir -p target
+cargo test --release --workspace 2>&1 | tee target/test-output.log
+
+# Bounded fuzzing of certificates, request JSON, JWTs and topic filters
+# (longer runs: bash fuzz/run.sh 3600).
+bash fuzz/run.sh "${FUZZ_SECONDS:-20}"
+
+# One closing line for the whole run (cargo's own summaries are per binary).
+awk '/^test result:/ { p += $4; f += $6 } END { printf "all tests: %d passed, %d failed\n", p, f }' target/test-output.log

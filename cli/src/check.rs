@@ -168,32 +168,59 @@ fn steps(trace: &[mqtt_policy_host::Step]) -> Vec<StepReport> {
         .collect()
 }
 
+/// A validated request, ready to evaluate against any chain.
+#[derive(Debug)]
+pub struct Prepared {
+    pub connect: ConnectRequest,
+    /// The parsed client chain, or why the host could not parse it.
+    pub certificates: Certs,
+    pub topics: Vec<TopicInput>,
+}
+
+/// Parse request JSON.
+pub fn parse_request(text: &str) -> anyhow::Result<RequestFile> {
+    Ok(serde_json::from_str(text)?)
+}
+
+/// Check a request for bad input (reported as errors, before any chain is
+/// loaded) and read its certificate files, relative to `base_dir`.
+pub fn prepare(file: RequestFile, base_dir: &Path) -> anyhow::Result<Prepared> {
+    let (connect, certificates) = connect_request(&file.connect, base_dir)?;
+    for (i, t) in file.topics.iter().enumerate() {
+        if t.qos > 2 {
+            bail!("topics[{i}]: qos must be 0, 1 or 2, got {}", t.qos);
+        }
+    }
+    Ok(Prepared {
+        connect,
+        certificates,
+        topics: file.topics,
+    })
+}
+
 /// Load the chain, read the request, evaluate, and build the report.
 pub fn run(config: &Path, request_path: &Path) -> anyhow::Result<Report> {
     let text = std::fs::read_to_string(request_path)
         .with_context(|| format!("cannot read request file {}", request_path.display()))?;
-    let file: RequestFile = serde_json::from_str(&text)
+    let file = parse_request(&text)
         .with_context(|| format!("invalid request file {}", request_path.display()))?;
-    let (mut request, certs) = connect_request(&file.connect, request_path)?;
-    let topics = file
-        .topics
-        .iter()
-        .enumerate()
-        .map(|(i, t)| {
-            if t.qos > 2 {
-                bail!("topics[{i}]: qos must be 0, 1 or 2, got {}", t.qos);
-            }
-            Ok(t)
-        })
-        .collect::<anyhow::Result<Vec<_>>>()?;
-
+    let prepared = prepare(
+        file,
+        request_path.parent().unwrap_or_else(|| Path::new(".")),
+    )?;
     let engine = PolicyEngine::new().context("cannot start the policy engine")?;
     let chain = Chain::from_config_file(&engine, config)
         .with_context(|| format!("cannot load chain {}", config.display()))?;
+    evaluate(&chain, &prepared)
+}
 
-    let decision = match certs {
-        Ok(chain_certs) => {
-            request.certificates = chain_certs;
+/// Evaluate a prepared request: the connect, then (if accepted) each topic
+/// request in the same session.
+pub fn evaluate(chain: &Chain, prepared: &Prepared) -> anyhow::Result<Report> {
+    let decision = match &prepared.certificates {
+        Ok(certs) => {
+            let mut request = prepared.connect.clone();
+            request.certificates = certs.clone();
             chain.connect_check(&request)
         }
         // A certificate the host cannot parse is refused before any policy runs,
@@ -204,12 +231,13 @@ pub fn run(config: &Path, request_path: &Path) -> anyhow::Result<Report> {
             chain.generation(),
         ),
     };
+    let request = &prepared.connect;
     let version = request.protocol_version;
     let connect = connect_report(&decision, version)?;
     let (topic_reports, skipped) = match &decision.outcome {
         Outcome::Allow(grant) => {
-            let mut reports = Vec::with_capacity(topics.len());
-            for t in topics {
+            let mut reports = Vec::with_capacity(prepared.topics.len());
+            for t in &prepared.topics {
                 let req = TopicRequest {
                     client_id: request.client_id.clone(),
                     username: request.username.clone(),
@@ -225,7 +253,7 @@ pub fn run(config: &Path, request_path: &Path) -> anyhow::Result<Report> {
             }
             (reports, None)
         }
-        Outcome::Deny(_) if !topics.is_empty() => {
+        Outcome::Deny(_) if !prepared.topics.is_empty() => {
             (Vec::new(), Some("the connection was refused".to_string()))
         }
         Outcome::Deny(_) => (Vec::new(), None),
@@ -238,12 +266,10 @@ pub fn run(config: &Path, request_path: &Path) -> anyhow::Result<Report> {
     })
 }
 
-type Certs = Result<Vec<mqtt_policy_host::Certificate>, String>;
+/// The client's certificates as parsed, or the parse error.
+pub type Certs = Result<Vec<mqtt_policy_host::Certificate>, String>;
 
-fn connect_request(
-    c: &ConnectInput,
-    request_path: &Path,
-) -> anyhow::Result<(ConnectRequest, Certs)> {
+fn connect_request(c: &ConnectInput, base: &Path) -> anyhow::Result<(ConnectRequest, Certs)> {
     if !(3..=5).contains(&c.protocol_version) {
         bail!(
             "connect.protocol_version must be 3 (MQTT 3.1), 4 (3.1.1) or 5 (5.0), got {}",
@@ -262,7 +288,6 @@ fn connect_request(
     };
     // Certificate files must exist (bad input); their content is judged like
     // a broker would: unparsable means the host denies.
-    let base = request_path.parent().unwrap_or_else(|| Path::new("."));
     let mut blobs: Vec<Vec<u8>> = c
         .certificates
         .iter()

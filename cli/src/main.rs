@@ -14,8 +14,7 @@
 //! printing one JSON line per load attempt: an operator's way to try a chain
 //! change before a broker picks it up.
 
-mod check;
-mod watch;
+use mqtt_policy_cli::{check, watch};
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -20,7 +20,10 @@ use crate::config::{ChainConfig, DefaultVerdict, FailureMode};
 use crate::engine::PolicyEngine;
 use crate::error::{LoadError, PolicyError, ProtocolError};
 use crate::loader::read_module;
-use crate::stats::{PolicyStats, StatsSnapshot, Tally};
+use crate::stats::{LogGate, PolicyStats, StatsSnapshot, Tally};
+
+/// Failure warnings per policy per second; the rest are counted.
+const FAILURE_WARNINGS_PER_SECOND: u64 = 2;
 use crate::wasm_policy::{WasmPolicy, check_memory};
 
 /// A chain just loaded, with where each of its modules came from.
@@ -175,6 +178,7 @@ struct Entry {
     policy: Arc<dyn PolicyCheck>,
     on_error: FailureMode,
     stats: PolicyStats,
+    warnings: LogGate,
 }
 
 /// An ordered set of policies that answers connect and topic checks.
@@ -234,6 +238,7 @@ impl ChainBuilder {
             policy,
             on_error,
             stats: PolicyStats::default(),
+            warnings: LogGate::new(FAILURE_WARNINGS_PER_SECOND),
         });
         self
     }
@@ -459,13 +464,16 @@ impl Chain {
                 }
                 Err(error) => {
                     entry.stats.record(Tally::Error, spent);
-                    tracing::warn!(
-                        target: "mqtt_policy::chain",
-                        policy = %entry.name,
-                        generation = self.generation,
-                        on_error = ?entry.on_error,
-                        "policy failed: {error}"
-                    );
+                    if let Some(suppressed) = entry.warnings.admit() {
+                        tracing::warn!(
+                            target: "mqtt_policy::chain",
+                            policy = %entry.name,
+                            generation = self.generation,
+                            on_error = ?entry.on_error,
+                            suppressed,
+                            "policy failed: {error}"
+                        );
+                    }
                     trace.push(Step {
                         policy: entry.name.clone(),
                         result: StepResult::Failed(error),

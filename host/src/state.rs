@@ -14,6 +14,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use crate::bindings::{Level, mqtt::policy::host, mqtt::policy::types};
 use crate::limits::{DeadlineState, MemoryLimiter};
+use crate::stats::LogGate;
 
 /// Log lines a policy may emit per call before the rest are dropped.
 pub(crate) const LOG_LINES_PER_CALL: u32 = 16;
@@ -21,6 +22,8 @@ pub(crate) const LOG_LINES_PER_CALL: u32 = 16;
 pub(crate) const LOG_MAX_CHARS: usize = 512;
 /// Most fields kept on one log line.
 pub(crate) const LOG_MAX_FIELDS: usize = 16;
+/// Guest log lines per policy per second, across all its instances.
+pub(crate) const LOG_LINES_PER_SECOND: u64 = 50;
 
 pub(crate) struct StoreState {
     wasi: WasiCtx,
@@ -29,12 +32,14 @@ pub(crate) struct StoreState {
     pub(crate) deadline: DeadlineState,
     /// The policy's name, for attributing logs.
     policy: Arc<str>,
+    /// Shared by all instances of the policy.
+    log_gate: Arc<LogGate>,
     log_budget: u32,
     pub(crate) logs_dropped: u64,
 }
 
 impl StoreState {
-    pub(crate) fn new(policy: Arc<str>, memory_bytes: usize) -> Self {
+    pub(crate) fn new(policy: Arc<str>, log_gate: Arc<LogGate>, memory_bytes: usize) -> Self {
         let wasi = WasiCtx::builder()
             .allow_tcp(false)
             .allow_udp(false)
@@ -49,6 +54,7 @@ impl StoreState {
             },
             deadline: DeadlineState::default(),
             policy,
+            log_gate,
             log_budget: LOG_LINES_PER_CALL,
             logs_dropped: 0,
         }
@@ -88,6 +94,10 @@ impl host::Host for StoreState {
             return;
         }
         self.log_budget -= 1;
+        let Some(suppressed) = self.log_gate.admit() else {
+            self.logs_dropped += 1;
+            return;
+        };
         let fields: Vec<String> = fields
             .iter()
             .take(LOG_MAX_FIELDS)
@@ -98,19 +108,19 @@ impl host::Host for StoreState {
         let policy = &*self.policy;
         match level {
             Level::Trace => {
-                tracing::trace!(target: "mqtt_policy::guest", policy, fields, "{message}")
+                tracing::trace!(target: "mqtt_policy::guest", policy, suppressed, fields, "{message}")
             }
             Level::Debug => {
-                tracing::debug!(target: "mqtt_policy::guest", policy, fields, "{message}")
+                tracing::debug!(target: "mqtt_policy::guest", policy, suppressed, fields, "{message}")
             }
             Level::Info => {
-                tracing::info!(target: "mqtt_policy::guest", policy, fields, "{message}")
+                tracing::info!(target: "mqtt_policy::guest", policy, suppressed, fields, "{message}")
             }
             Level::Warn => {
-                tracing::warn!(target: "mqtt_policy::guest", policy, fields, "{message}")
+                tracing::warn!(target: "mqtt_policy::guest", policy, suppressed, fields, "{message}")
             }
             Level::Error => {
-                tracing::error!(target: "mqtt_policy::guest", policy, fields, "{message}")
+                tracing::error!(target: "mqtt_policy::guest", policy, suppressed, fields, "{message}")
             }
         }
     }

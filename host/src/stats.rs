@@ -62,3 +62,69 @@ impl PolicyStats {
         }
     }
 }
+
+/// Lets at most `per_second` log lines through per one-second window and
+/// counts the rest, so a hostile or broken policy cannot flood the logs. The
+/// next line let through reports how many were suppressed. Approximate under
+/// races, which is fine for logging.
+#[derive(Debug)]
+pub(crate) struct LogGate {
+    per_second: u64,
+    window: AtomicU64,
+    count: AtomicU64,
+    suppressed: AtomicU64,
+}
+
+fn seconds_since_start() -> u64 {
+    static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    START
+        .get_or_init(std::time::Instant::now)
+        .elapsed()
+        .as_secs()
+}
+
+impl LogGate {
+    pub(crate) fn new(per_second: u64) -> Self {
+        Self {
+            per_second,
+            window: AtomicU64::new(seconds_since_start()),
+            count: AtomicU64::new(0),
+            suppressed: AtomicU64::new(0),
+        }
+    }
+
+    /// `Some(lines suppressed since the last admitted one)` if this line may
+    /// be logged, `None` if it must be dropped.
+    pub(crate) fn admit(&self) -> Option<u64> {
+        let now = seconds_since_start();
+        let window = self.window.load(Ordering::Relaxed);
+        if window != now
+            && self
+                .window
+                .compare_exchange(window, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            self.count.store(0, Ordering::Relaxed);
+        }
+        if self.count.fetch_add(1, Ordering::Relaxed) < self.per_second {
+            Some(self.suppressed.swap(0, Ordering::Relaxed))
+        } else {
+            self.suppressed.fetch_add(1, Ordering::Relaxed);
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_gate_admits_a_burst_then_counts_what_it_drops() {
+        let gate = LogGate::new(3);
+        let admitted: Vec<Option<u64>> = (0..10).map(|_| gate.admit()).collect();
+        assert_eq!(&admitted[..3], &[Some(0), Some(0), Some(0)]);
+        assert!(admitted[3..].iter().all(Option::is_none));
+        assert_eq!(gate.suppressed.load(Ordering::Relaxed), 7);
+    }
+}

@@ -24,6 +24,7 @@ use crate::error::{LoadError, PolicyError};
 use crate::limits::{self, Limits};
 use crate::loader;
 use crate::state::StoreState;
+use crate::stats::LogGate;
 
 /// Most attributes plus roles one grant may carry.
 pub const MAX_GRANT_ENTRIES: usize = 256;
@@ -47,6 +48,7 @@ pub struct WasmPolicy {
     idle: Mutex<Vec<Warm>>,
     max_idle: AtomicUsize,
     instances_created: AtomicU64,
+    log_gate: Arc<LogGate>,
 }
 
 impl std::fmt::Debug for WasmPolicy {
@@ -114,6 +116,7 @@ impl WasmPolicy {
                 std::thread::available_parallelism().map_or(4, |n| n.get() * 2),
             ),
             instances_created: AtomicU64::new(0),
+            log_gate: Arc::new(LogGate::new(crate::state::LOG_LINES_PER_SECOND)),
         };
         // Instantiate and init once now: a config the policy rejects fails
         // the load, not the first client.
@@ -162,7 +165,11 @@ impl WasmPolicy {
     fn new_store(&self) -> Store<StoreState> {
         let mut store = Store::new(
             self.engine.wasmtime(),
-            StoreState::new(self.name.clone(), self.limits.memory_bytes),
+            StoreState::new(
+                self.name.clone(),
+                self.log_gate.clone(),
+                self.limits.memory_bytes,
+            ),
         );
         store.limiter(|state| &mut state.limiter);
         store.epoch_deadline_callback(limits::on_deadline);

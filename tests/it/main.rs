@@ -3,7 +3,8 @@
 
 mod certs; // certificate parsing against openssl's own answers
 mod chain; // the sample chain: certificates, JWTs, topic lists, codes
-mod limits; // hostile policies: deadlines, traps, memory caps, replacement
+mod hostile; // hostile policies and input: containment, log flooding, secrets, soak
+mod limits; // deadlines, traps, memory caps, instance replacement
 mod loading; // modules and configs that must fail to load, with clear errors
 mod reload; // hot reload: swaps under load, broken files, the disk cache
 mod topics; // MQTT topic semantics through the topic-list component

@@ -1,0 +1,343 @@
+//! Hostile policies and hostile input: each is contained, the host keeps
+//! serving, logs name the culprit without flooding, and secrets never reach
+//! the logs.
+
+use std::io::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use mqtt_policy_host::{
+    Access, Chain, FailureMode, Limits, LoadError, PolicyError, PolicyHost, StepResult, WasmPolicy,
+};
+use mqtt_policy_tests::{connect, connect_jwt, guests, now, sign_jwt, toml_str, topic};
+use serde_json::json;
+
+fn limits(deadline_ms: u64, memory_mb: usize) -> Limits {
+    Limits {
+        deadline: Duration::from_millis(deadline_ms),
+        memory_bytes: memory_mb << 20,
+        ..Limits::default()
+    }
+}
+
+/// Everything the host logs on this thread while `f` runs, at every level.
+fn captured_logs(f: impl FnOnce()) -> String {
+    #[derive(Clone, Default)]
+    struct Buffer(Arc<Mutex<Vec<u8>>>);
+    impl Write for Buffer {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let buffer = Buffer::default();
+    let sink = buffer.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_ansi(false)
+        .with_writer(move || sink.clone())
+        .finish();
+    tracing::subscriber::with_default(subscriber, f);
+    let bytes = buffer.0.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
+#[test]
+fn each_hostile_policy_is_contained_while_others_keep_serving() -> anyhow::Result<()> {
+    let good = crate::misbehave("good", r#"{"mode":"allow"}"#, limits(50, 16))?;
+    let good_chain = Chain::builder().policy("good", good).build()?;
+    type Expect = fn(&PolicyError) -> bool;
+    let cases: [(&str, Expect); 5] = [
+        ("loop", |e| matches!(e, PolicyError::Timeout(_))),
+        ("recurse", |e| {
+            matches!(e, PolicyError::Trap(_) | PolicyError::OutOfMemory(_))
+        }),
+        ("alloc", |e| matches!(e, PolicyError::OutOfMemory(_))),
+        // Building the grant may already exceed the deadline or the cap.
+        ("huge-grant", |e| {
+            matches!(
+                e,
+                PolicyError::InvalidResult(_)
+                    | PolicyError::OutOfMemory(_)
+                    | PolicyError::Timeout(_)
+            )
+        }),
+        ("trap", |e| matches!(e, PolicyError::Trap(_))),
+    ];
+    for (mode, expected) in cases {
+        let hostile = crate::misbehave(mode, &json!({ "mode": mode }).to_string(), limits(20, 16))?;
+        let chain = Chain::builder().policy(mode, hostile).build()?;
+        let done = AtomicBool::new(false);
+        std::thread::scope(|s| -> anyhow::Result<()> {
+            let served = s.spawn(|| {
+                let mut allowed = 0u32;
+                while !done.load(Ordering::Relaxed) && allowed < 1_000_000 {
+                    if good_chain.connect_check(&connect("c")).is_allowed() {
+                        allowed += 1;
+                    }
+                }
+                allowed
+            });
+            for _ in 0..5 {
+                let started = Instant::now();
+                let d = chain.connect_check(&connect("c"));
+                let took = started.elapsed();
+                assert!(!d.is_allowed(), "{mode}");
+                assert_eq!(d.decider(), Some(mode));
+                let StepResult::Failed(err) = &d.trace[0].result else {
+                    anyhow::bail!("{mode}: expected a failure, got {d:?}")
+                };
+                assert!(expected(err), "{mode}: {err:?}");
+                assert!(took < Duration::from_secs(2), "{mode} took {took:?}");
+            }
+            done.store(true, Ordering::Relaxed);
+            let allowed = served
+                .join()
+                .map_err(|_| anyhow::anyhow!("good checker panicked"))?;
+            assert!(allowed > 0, "{mode}: the other policy kept answering");
+            Ok(())
+        })?;
+    }
+    Ok(())
+}
+
+#[test]
+fn hostile_inits_fail_the_load_naming_the_policy() {
+    for init in ["error", "trap", "loop", "alloc"] {
+        let config = json!({ "init": init }).to_string();
+        let err = WasmPolicy::from_file(
+            crate::engine(),
+            "evil-init",
+            guests::MISBEHAVE.as_ref(),
+            &config,
+            Limits {
+                init_deadline: Duration::from_millis(100),
+                memory_bytes: 16 << 20,
+                ..Limits::default()
+            },
+        )
+        .err();
+        assert!(
+            matches!(
+                err,
+                Some(LoadError::Init { .. } | LoadError::InitFailed { .. })
+            ),
+            "{init}: {err:?}"
+        );
+        let text = err.map(|e| e.to_string()).unwrap_or_default();
+        assert!(text.contains("policy \"evil-init\""), "{init}: {text}");
+    }
+}
+
+#[test]
+fn failures_are_logged_naming_the_culprit_without_flooding() -> anyhow::Result<()> {
+    let trapper = crate::misbehave("trapper", r#"{"mode":"trap"}"#, limits(50, 16))?;
+    let noisy = crate::misbehave("noisy", r#"{"mode":"log-flood"}"#, limits(2000, 16))?;
+    let chain = Chain::builder()
+        .policy_with("trapper", trapper, FailureMode::Skip)
+        .policy("noisy", noisy)
+        .decision_log_every(0)
+        .build()?;
+    let started = Instant::now();
+    let logs = captured_logs(|| {
+        for _ in 0..300 {
+            chain.connect_check(&connect("c"));
+        }
+    });
+    // The gates count per one-second window; a run of s seconds touches at most s + 2.
+    let seconds = started.elapsed().as_secs() + 2;
+    let failures: Vec<&str> = logs
+        .lines()
+        .filter(|l| l.contains("policy failed"))
+        .collect();
+    assert!(
+        !failures.is_empty() && failures.iter().all(|l| l.contains("policy=trapper")),
+        "{failures:?}"
+    );
+    assert!(
+        failures.len() as u64 <= 2 * seconds,
+        "{} failure lines in {seconds}s",
+        failures.len()
+    );
+    let floods = logs.lines().filter(|l| l.contains("flood")).count() as u64;
+    assert!(
+        floods > 0 && floods <= 50 * seconds,
+        "{floods} guest lines in {seconds}s (3,000,000 attempted)"
+    );
+    assert!(
+        logs.lines()
+            .filter(|l| l.contains("flood"))
+            .all(|l| l.contains("policy=\"noisy\"") || l.contains("policy=noisy"))
+    );
+    Ok(())
+}
+
+#[test]
+fn secrets_never_reach_the_logs() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let secret_key = "hs-key-SECRET-0123456789";
+    let path = mqtt_policy_tests::write_chain(
+        dir.path(),
+        &format!(
+            "decision_log_every = 1\n[[policy]]\nname = \"jwt\"\nmodule = {}\n[policy.config]\nkeys = [{{ alg = \"HS256\", secret = {} }}]\n\
+             [[policy]]\nname = \"topics\"\nmodule = {}\n[policy.config]\n",
+            toml_str(guests::JWT),
+            toml_str(secret_key),
+            toml_str(guests::TOPIC_LIST),
+        ),
+    )?;
+    let chain = Chain::from_config_file(crate::engine(), &path)?;
+    let good = sign_jwt(
+        "HS256",
+        secret_key,
+        None,
+        &json!({"sub": "d", "exp": now() + 60, "topics": ["t"]}),
+    )?;
+    let expired = sign_jwt(
+        "HS256",
+        secret_key,
+        None,
+        &json!({"sub": "d", "exp": now() - 600}),
+    )?;
+    let forged = sign_jwt(
+        "HS256",
+        "wrong-key",
+        None,
+        &json!({"sub": "d", "exp": now() + 60}),
+    )?;
+    let password = "hunter2-SECRET-password";
+    let tokens = [
+        good.clone(),
+        expired.clone(),
+        forged.clone(),
+        format!("{good}tampered"),
+        "SECRET.garbage.token".into(),
+    ];
+    let logs = captured_logs(|| {
+        for t in &tokens {
+            let d = chain.connect_check(&connect_jwt("client-1", t, 5));
+            if let mqtt_policy_host::Outcome::Allow(g) = &d.outcome {
+                chain.topic_check(&topic("client-1", Access::Publish, "t", &g.attributes));
+            }
+        }
+        let mut plain = connect("client-2");
+        plain.username = Some("alice".into());
+        plain.password = Some(password.as_bytes().to_vec());
+        chain.connect_check(&plain);
+    });
+    assert!(
+        logs.contains("client-1") && logs.contains("token rejected"),
+        "the decisions were logged:\n{logs}"
+    );
+    let signature = |t: &str| t.rsplit('.').next().unwrap_or_default().to_string();
+    for secret in [
+        password.to_string(),
+        secret_key.to_string(),
+        signature(&good),
+        signature(&expired),
+        signature(&forged),
+        "SECRET".into(),
+    ] {
+        assert!(
+            !logs.contains(&secret),
+            "secret {secret:?} appeared in the logs:\n{logs}"
+        );
+    }
+    Ok(())
+}
+
+fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// Thousands of checks from several threads while the chain is reloaded
+/// again and again: bounded in count, zero errors, memory flat.
+#[test]
+fn soak_checks_while_reloading() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    std::fs::copy(guests::TOPIC_LIST, dir.path().join("topics.wasm"))?;
+    let path = dir.path().join("chain.toml");
+    let write = |publish: &str| {
+        std::fs::write(
+            &path,
+            format!(
+                "[[policy]]\nname = \"topics\"\nmodule = \"topics.wasm\"\n[policy.config]\n[[policy.config.rules]]\npublish = [{}]\n",
+                toml_str(publish)
+            ),
+        )
+    };
+    write("a/#")?;
+    let host = PolicyHost::builder(&path)
+        .engine(crate::engine().clone())
+        .build()?;
+    let round = |host: &PolicyHost, reloads: u32| -> anyhow::Result<u64> {
+        let stop = AtomicBool::new(false);
+        std::thread::scope(|s| -> anyhow::Result<u64> {
+            let workers: Vec<_> = (0..4)
+                .map(|t| {
+                    let stop = &stop;
+                    s.spawn(move || -> anyhow::Result<u64> {
+                        let mut n = 0;
+                        while !stop.load(Ordering::Relaxed) && n < 200_000 {
+                            let d = host.topic_check(&topic(
+                                &format!("c{t}"),
+                                Access::Publish,
+                                "a/b",
+                                &[],
+                            ));
+                            anyhow::ensure!(
+                                d.trace
+                                    .iter()
+                                    .all(|s| !matches!(s.result, StepResult::Failed(_))),
+                                "{d:?}"
+                            );
+                            anyhow::ensure!(d.is_allowed(), "every generation allows a/b: {d:?}");
+                            n += 1;
+                        }
+                        Ok(n)
+                    })
+                })
+                .collect();
+            for i in 0..reloads {
+                write(if i % 2 == 0 { "a/+" } else { "a/#" })?;
+                host.reload()?;
+            }
+            stop.store(true, Ordering::Relaxed);
+            let mut total = 0;
+            for w in workers {
+                total += w.join().map_err(|_| anyhow::anyhow!("worker panicked"))??;
+            }
+            Ok(total)
+        })
+    };
+    round(&host, 10)?; // warm-up: pools, caches, allocator arenas
+    let before = rss_kib();
+    let mut checks = 0;
+    for _ in 0..3 {
+        checks += round(&host, 10)?;
+    }
+    let growth_mib = rss_kib().saturating_sub(before) / 1024;
+    assert!(checks > 1000, "{checks} checks");
+    assert_eq!(host.status().failures, 0);
+    assert_eq!(host.generation(), 40);
+    assert!(
+        growth_mib < 32,
+        "resident memory grew {growth_mib} MiB over {checks} checks and 30 reloads"
+    );
+    eprintln!("soak: {checks} checks, 30 reloads, resident growth {growth_mib} MiB");
+    Ok(())
+}
