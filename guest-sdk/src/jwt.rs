@@ -62,7 +62,7 @@ impl std::error::Error for JwtError {}
 /// {"alg": "RS256", "public_key_pem": "-----BEGIN PUBLIC KEY-----..."}
 /// {"alg": "ES256", "public_key_pem": "...", "kid": "2024-1"}
 /// ```
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct KeyConfig {
     pub alg: String,
@@ -74,6 +74,22 @@ pub struct KeyConfig {
     pub secret_base64: Option<String>,
     #[serde(default)]
     pub public_key_pem: Option<String>,
+}
+
+impl std::fmt::Debug for KeyConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Secrets stay out of any debug output.
+        f.debug_struct("KeyConfig")
+            .field("alg", &self.alg)
+            .field("kid", &self.kid)
+            .field("secret", &self.secret.as_ref().map(|_| "<redacted>"))
+            .field(
+                "secret_base64",
+                &self.secret_base64.as_ref().map(|_| "<redacted>"),
+            )
+            .field("public_key_pem", &self.public_key_pem.is_some())
+            .finish()
+    }
 }
 
 struct Key {
@@ -152,8 +168,18 @@ impl Verifier {
                     (Some(s), None, None) if !s.is_empty() => {
                         DecodingKey::from_secret(s.as_bytes())
                     }
-                    (None, Some(b), None) => DecodingKey::from_base64_secret(b)
-                        .map_err(|e| what(&format!("bad secret_base64: {e}")))?,
+                    (None, Some(b), None) => {
+                        use base64::Engine as _;
+                        use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+                        let bytes = STANDARD
+                            .decode(b)
+                            .or_else(|_| URL_SAFE_NO_PAD.decode(b))
+                            .map_err(|e| what(&format!("bad secret_base64: {e}")))?;
+                        if bytes.is_empty() {
+                            return Err(what("secret_base64 decodes to an empty key"));
+                        }
+                        DecodingKey::from_secret(&bytes)
+                    }
                     _ => return Err(what("needs exactly one non-empty secret or secret_base64")),
                 }
             }
@@ -243,11 +269,16 @@ impl Verifier {
             validation.validate_nbf = false;
             validation.required_spec_claims.clear();
             validation.validate_aud = self.audiences.is_some();
+            // A configured issuer or audience is required, not just checked
+            // when present: jsonwebtoken skips the check for a missing or
+            // non-string claim otherwise.
             if let Some(aud) = &self.audiences {
                 validation.set_audience(aud);
+                validation.required_spec_claims.insert("aud".into());
             }
             if let Some(iss) = &self.issuers {
                 validation.set_issuer(iss);
+                validation.required_spec_claims.insert("iss".into());
             }
             match jsonwebtoken::decode::<Claims>(token, &key.decoding, &validation) {
                 Ok(data) => return self.check_times(data.claims, now_secs),
@@ -258,6 +289,13 @@ impl Verifier {
                         ErrorKind::InvalidAudience => return Err(JwtError::WrongAudience),
                         ErrorKind::MissingRequiredClaim(c) => {
                             return Err(JwtError::MissingClaim(c.clone()));
+                        }
+                        // A present claim of the wrong type.
+                        ErrorKind::InvalidClaimFormat(c) if c == "iss" => {
+                            return Err(JwtError::WrongIssuer);
+                        }
+                        ErrorKind::InvalidClaimFormat(c) if c == "aud" => {
+                            return Err(JwtError::WrongAudience);
                         }
                         _ => return Err(JwtError::Malformed(e.to_string())),
                     };
@@ -393,6 +431,60 @@ mod tests {
             "k",
         );
         assert_eq!(v.verify(&aud, 1000), Err(JwtError::WrongAudience));
+    }
+
+    #[test]
+    fn configured_issuer_and_audience_are_required() {
+        let v = hs("k")
+            .issuers(vec!["https://idp".into()])
+            .audiences(vec!["mqtt".into()]);
+        let no_iss = sign(r#"{"alg":"HS256"}"#, r#"{"exp":2000,"aud":"mqtt"}"#, "k");
+        assert_eq!(
+            v.verify(&no_iss, 1000),
+            Err(JwtError::MissingClaim("iss".into()))
+        );
+        let no_aud = sign(
+            r#"{"alg":"HS256"}"#,
+            r#"{"exp":2000,"iss":"https://idp"}"#,
+            "k",
+        );
+        assert_eq!(
+            v.verify(&no_aud, 1000),
+            Err(JwtError::MissingClaim("aud".into()))
+        );
+        let wrong_type = sign(
+            r#"{"alg":"HS256"}"#,
+            r#"{"exp":2000,"iss":1,"aud":"mqtt"}"#,
+            "k",
+        );
+        assert!(v.verify(&wrong_type, 1000).is_err());
+        let aud_list = sign(
+            r#"{"alg":"HS256"}"#,
+            r#"{"exp":2000,"iss":"https://idp","aud":["web","mqtt"]}"#,
+            "k",
+        );
+        assert!(
+            v.verify(&aud_list, 1000).is_ok(),
+            "aud may be a list containing ours"
+        );
+    }
+
+    #[test]
+    fn empty_secrets_are_refused() {
+        let empty = KeyConfig {
+            alg: "HS256".into(),
+            kid: None,
+            secret: None,
+            secret_base64: Some(String::new()),
+            public_key_pem: None,
+        };
+        assert!(Verifier::new().key(&empty).is_err());
+        let plain_empty = KeyConfig {
+            secret: Some(String::new()),
+            secret_base64: None,
+            ..empty
+        };
+        assert!(Verifier::new().key(&plain_empty).is_err());
     }
 
     #[test]

@@ -66,10 +66,16 @@ impl ComponentCache {
         Self::default()
     }
 
-    /// An in-memory cache backed by files in `dir` (created if missing).
+    /// An in-memory cache backed by files in `dir` (created if missing, only
+    /// accessible to this user). The directory must be as trusted as the
+    /// module files: its entries are loaded as native code.
     pub fn with_disk(dir: impl Into<PathBuf>) -> Result<Self, LoadError> {
         let dir = dir.into();
-        std::fs::create_dir_all(&dir).map_err(|source| LoadError::Read {
+        let mut builder = std::fs::DirBuilder::new();
+        builder.recursive(true);
+        #[cfg(unix)]
+        std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+        builder.create(&dir).map_err(|source| LoadError::Read {
             path: dir.clone(),
             source,
         })?;

@@ -60,7 +60,7 @@ pub struct ChainConfig {
 }
 
 /// One `[[policy]]` entry.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PolicyConfig {
     pub name: String,
@@ -90,7 +90,7 @@ impl ChainConfig {
             path: origin.to_owned(),
             message,
         };
-        let config: Self = toml::from_str(text).map_err(|e| bad(e.to_string()))?;
+        let config: Self = toml::from_str(text).map_err(|e| bad(toml_error(&e, text)))?;
         config.limits().map_err(&bad)?;
         for p in &config.policies {
             if p.name.trim().is_empty() {
@@ -137,11 +137,41 @@ impl ChainConfig {
     }
 }
 
+impl std::fmt::Debug for PolicyConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The config table may hold secrets (HMAC keys): show its keys only.
+        let keys: Vec<&String> = self.config.keys().collect();
+        f.debug_struct("PolicyConfig")
+            .field("name", &self.name)
+            .field("module", &self.module)
+            .field("config_keys", &keys)
+            .field("on_error", &self.on_error)
+            .field("deadline_ms", &self.deadline_ms)
+            .field("memory_limit_mb", &self.memory_limit_mb)
+            .finish()
+    }
+}
+
 impl PolicyConfig {
     /// The `[policy.config]` table as the JSON text `init` receives.
     pub fn config_json(&self) -> String {
         // A toml::Table always serialises to a JSON object.
         serde_json::to_string(&self.config).unwrap_or_else(|_| "{}".into())
+    }
+}
+
+/// A TOML error as "line L, column C: message", without the source excerpt
+/// toml's own Display adds: the offending line may hold a secret (a key in a
+/// half-written file), and these errors are logged and reported.
+fn toml_error(e: &toml::de::Error, text: &str) -> String {
+    match e.span() {
+        Some(span) => {
+            let before = &text[..span.start.min(text.len())];
+            let line = before.matches('\n').count() + 1;
+            let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+            format!("line {line}, column {column}: {}", e.message())
+        }
+        None => e.message().to_owned(),
     }
 }
 
@@ -230,6 +260,14 @@ mod tests {
                 "{text:?} gave {err:?}"
             );
         }
+    }
+
+    #[test]
+    fn parse_errors_do_not_echo_the_source_line() {
+        let text = "[[policy]]\nname = \"jwt\"\nmodule = \"j.wasm\"\n[policy.config]\nsecret = \"s3cr3t-value";
+        let err = parse(text).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(err.contains("line 5"), "{err}");
+        assert!(!err.contains("s3cr3t"), "{err}");
     }
 
     #[test]

@@ -89,6 +89,7 @@ impl EngineBuilder {
 
         let mut linker = Linker::<StoreState>::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(engine_err)?;
+        forbid_stdio_and_blocking(&mut linker).map_err(engine_err)?;
         Policy::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state).map_err(engine_err)?;
 
         let stop = Arc::new(AtomicBool::new(false));
@@ -118,6 +119,75 @@ impl EngineBuilder {
             }),
         })
     }
+}
+
+/// The version of `wasi:io` that wasmtime-wasi links (and so the name to shadow).
+const WASI_IO: &str = "0.2.12";
+
+/// A call a policy may not make; the call traps with this message.
+#[derive(Debug, thiserror::Error)]
+#[error("policies may not call {0} (no stdio or waiting; use the host log import)")]
+pub(crate) struct Forbidden(pub(crate) &'static str);
+
+/// Replace `wasi:io/poll` and `wasi:io/streams` with functions that trap.
+///
+/// Policies need neither stdio nor waiting, and wasmtime-wasi's synchronous
+/// versions of these are unsafe for a broker: `poll`/`block` can put the
+/// thread to sleep where no deadline reaches it (the epoch only interrupts
+/// wasm code), and each of these calls runs a nested tokio `block_on`, which
+/// panics when the check runs on a tokio worker. A guest that prints, panics
+/// with a message, or sleeps therefore traps at once: a deny. Stream handles
+/// are still dropped synchronously so instances clean up.
+fn forbid_stdio_and_blocking(linker: &mut Linker<StoreState>) -> wasmtime::Result<()> {
+    use wasmtime::component::{Resource, ResourceType};
+    use wasmtime_wasi::p2::{DynInputStream, DynOutputStream};
+
+    const POLL: &[&str] = &["poll", "[method]pollable.block", "[method]pollable.ready"];
+    const STREAMS: &[&str] = &[
+        "[method]input-stream.read",
+        "[method]input-stream.blocking-read",
+        "[method]input-stream.skip",
+        "[method]input-stream.blocking-skip",
+        "[method]input-stream.subscribe",
+        "[method]output-stream.check-write",
+        "[method]output-stream.write",
+        "[method]output-stream.blocking-write-and-flush",
+        "[method]output-stream.flush",
+        "[method]output-stream.blocking-flush",
+        "[method]output-stream.subscribe",
+        "[method]output-stream.write-zeroes",
+        "[method]output-stream.blocking-write-zeroes-and-flush",
+        "[method]output-stream.splice",
+        "[method]output-stream.blocking-splice",
+    ];
+    linker.allow_shadowing(true);
+    for (interface, functions) in [("poll", POLL), ("streams", STREAMS)] {
+        let mut instance = linker.instance(&format!("wasi:io/{interface}@{WASI_IO}"))?;
+        for &function in functions {
+            instance.func_new(function, move |_, _, _, _| Err(Forbidden(function).into()))?;
+        }
+    }
+    let mut streams = linker.instance(&format!("wasi:io/streams@{WASI_IO}"))?;
+    streams.resource(
+        "output-stream",
+        ResourceType::host::<DynOutputStream>(),
+        |mut store, rep| {
+            let stream = Resource::<DynOutputStream>::new_own(rep);
+            store.data_mut().table.delete(stream)?;
+            Ok(())
+        },
+    )?;
+    streams.resource(
+        "input-stream",
+        ResourceType::host::<DynInputStream>(),
+        |mut store, rep| {
+            let stream = Resource::<DynInputStream>::new_own(rep);
+            store.data_mut().table.delete(stream)?;
+            Ok(())
+        },
+    )?;
+    linker.allow_shadowing(false);
+    Ok(())
 }
 
 /// A compiled-code cache, linker and epoch clock shared by every policy loaded

@@ -105,11 +105,14 @@ pub(crate) fn on_deadline(
 }
 
 /// Tracks one store's memory and table growth against the cap, and remembers
-/// whether the cap was hit so a trap can be reported as out-of-memory.
+/// whether the cap was hit so a trap can be reported as out-of-memory. The
+/// cap is on the sum of all the instance's memories (a component may have
+/// several), not on each.
 #[derive(Debug)]
 pub(crate) struct MemoryLimiter {
     pub(crate) memory_bytes: usize,
     pub(crate) hit: bool,
+    pub(crate) used: usize,
 }
 
 /// Far above what any real policy needs; stops table-growth abuse.
@@ -118,16 +121,18 @@ const MAX_TABLE_ELEMENTS: usize = 1 << 20;
 impl wasmtime::ResourceLimiter for MemoryLimiter {
     fn memory_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        if desired > self.memory_bytes || maximum.is_some_and(|m| desired > m) {
+        let total = self.used.saturating_sub(current).saturating_add(desired);
+        if total > self.memory_bytes || maximum.is_some_and(|m| desired > m) {
             self.hit = true;
             // Trap right away rather than hand the guest a null allocation:
             // the outcome is the same (the check fails) and cheaper to reach.
             wasmtime::bail!("memory limit of {} bytes exceeded", self.memory_bytes);
         }
+        self.used = total;
         Ok(true)
     }
 
@@ -182,10 +187,30 @@ mod tests {
         let mut limiter = MemoryLimiter {
             memory_bytes: 1 << 20,
             hit: false,
+            used: 0,
         };
-        assert!(matches!(limiter.memory_growing(0, 1 << 20, None), Ok(true)));
+        assert!(matches!(limiter.memory_growing(0, 1 << 19, None), Ok(true)));
+        assert!(matches!(
+            limiter.memory_growing(1 << 19, 1 << 20, None),
+            Ok(true)
+        ));
         assert!(!limiter.hit);
-        assert!(limiter.memory_growing(0, (1 << 20) + 1, None).is_err());
+        assert!(
+            limiter
+                .memory_growing(1 << 20, (1 << 20) + 1, None)
+                .is_err()
+        );
         assert!(limiter.hit);
+        // A second memory counts against the same cap.
+        let mut limiter = MemoryLimiter {
+            memory_bytes: 1 << 20,
+            hit: false,
+            used: 0,
+        };
+        assert!(matches!(
+            limiter.memory_growing(0, 600 << 10, None),
+            Ok(true)
+        ));
+        assert!(limiter.memory_growing(0, 600 << 10, None).is_err());
     }
 }

@@ -238,6 +238,24 @@ impl PolicyHost {
             .clone()
     }
 
+    /// What a watcher should watch: the live chain's files, plus the modules
+    /// the chain file names now, even if loading it failed (so a module that
+    /// is still being deployed triggers the retry when it arrives).
+    fn files_to_watch(&self) -> Vec<PathBuf> {
+        let mut files = self.watched_files();
+        let path = &self.inner.config_path;
+        if let Ok(config) = ChainConfig::from_file(path) {
+            for p in &config.policies {
+                let module = ChainConfig::module_path(path, &p.module);
+                let module = std::path::absolute(&module).unwrap_or(module);
+                if !files.contains(&module) {
+                    files.push(module);
+                }
+            }
+        }
+        files
+    }
+
     /// Load the chain file again and swap the new chain in; on any error the
     /// running chain is untouched. Returns the new generation.
     pub fn reload(&self) -> Result<u64, LoadError> {
@@ -294,7 +312,7 @@ impl PolicyHost {
         .map_err(|e| LoadError::Engine(format!("cannot watch files: {e}")))?;
         // Watches are in place before this returns: no change is missed.
         let mut watched = Watched::default();
-        watched.sync(&mut watcher, self.watched_files());
+        watched.sync(&mut watcher, self.files_to_watch());
         let stop = Arc::new(AtomicBool::new(false));
         let thread = {
             let host = Arc::downgrade(&self.inner);
@@ -348,12 +366,21 @@ impl Watched {
         for d in self.dirs.difference(&want) {
             let _ = watcher.unwatch(d);
         }
-        for d in want.difference(&self.dirs) {
-            if let Err(e) = watcher.watch(d, notify::RecursiveMode::NonRecursive) {
-                tracing::warn!(target: "mqtt_policy::reload", dir = %d.display(), "cannot watch: {e}");
+        self.dirs.retain(|d| want.contains(d));
+        for d in want {
+            if self.dirs.contains(&d) {
+                continue;
+            }
+            // A directory that does not exist yet is retried at the next sync.
+            match watcher.watch(&d, notify::RecursiveMode::NonRecursive) {
+                Ok(()) => {
+                    self.dirs.insert(d);
+                }
+                Err(e) => {
+                    tracing::warn!(target: "mqtt_policy::reload", dir = %d.display(), "cannot watch: {e}")
+                }
             }
         }
-        self.dirs = want;
         self.files = files;
     }
 
@@ -388,7 +415,7 @@ fn watch_loop(
             let host = PolicyHost { inner };
             // Errors are logged and kept in the status; the next change retries.
             let _ = host.reload();
-            watched.sync(&mut watcher, host.watched_files());
+            watched.sync(&mut watcher, host.files_to_watch());
         }
     }
 }

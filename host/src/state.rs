@@ -2,9 +2,9 @@
 //!
 //! WASI is linked because Rust's `wasm32-wasip2` standard library imports it,
 //! but with an empty, locked-down context: no preopened directories, no
-//! environment, no arguments, closed stdin, discarded stdout/stderr, and no
-//! sockets or name lookup. The only things a policy can reach are `log` and
-//! the clocks.
+//! environment, no arguments, no sockets or name lookup, and stdio and
+//! waiting replaced by traps (see `engine.rs`). The only things a policy can
+//! reach are `log`, the clocks and randomness.
 
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -27,7 +27,7 @@ pub(crate) const LOG_LINES_PER_SECOND: u64 = 50;
 
 pub(crate) struct StoreState {
     wasi: WasiCtx,
-    table: ResourceTable,
+    pub(crate) table: ResourceTable,
     pub(crate) limiter: MemoryLimiter,
     pub(crate) deadline: DeadlineState,
     /// The policy's name, for attributing logs.
@@ -51,6 +51,7 @@ impl StoreState {
             limiter: MemoryLimiter {
                 memory_bytes,
                 hit: false,
+                used: 0,
             },
             deadline: DeadlineState::default(),
             policy,

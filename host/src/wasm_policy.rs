@@ -289,6 +289,9 @@ fn classify(e: &wasmtime::Error, store: &Store<StoreState>, deadline: Duration) 
     if state.limiter.hit {
         return PolicyError::OutOfMemory(state.limiter.memory_bytes);
     }
+    if let Some(forbidden) = e.downcast_ref::<crate::engine::Forbidden>() {
+        return PolicyError::Trap(forbidden.to_string());
+    }
     match e.downcast_ref::<wasmtime::Trap>() {
         Some(wasmtime::Trap::Interrupt) => PolicyError::Timeout(deadline),
         Some(trap) => PolicyError::Trap(trap.to_string()),

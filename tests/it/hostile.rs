@@ -54,7 +54,7 @@ fn each_hostile_policy_is_contained_while_others_keep_serving() -> anyhow::Resul
     let good = crate::misbehave("good", r#"{"mode":"allow"}"#, limits(50, 16))?;
     let good_chain = Chain::builder().policy("good", good).build()?;
     type Expect = fn(&PolicyError) -> bool;
-    let cases: [(&str, Expect); 5] = [
+    let cases: [(&str, Expect); 7] = [
         ("loop", |e| matches!(e, PolicyError::Timeout(_))),
         ("recurse", |e| {
             matches!(e, PolicyError::Trap(_) | PolicyError::OutOfMemory(_))
@@ -70,6 +70,14 @@ fn each_hostile_policy_is_contained_while_others_keep_serving() -> anyhow::Resul
             )
         }),
         ("trap", |e| matches!(e, PolicyError::Trap(_))),
+        (
+            "sleep",
+            |e| matches!(e, PolicyError::Trap(m) if m.contains("wasi:io") || m.contains("poll")),
+        ),
+        (
+            "print",
+            |e| matches!(e, PolicyError::Trap(m) if m.contains("may not call")),
+        ),
     ];
     for (mode, expected) in cases {
         let hostile = crate::misbehave(mode, &json!({ "mode": mode }).to_string(), limits(20, 16))?;
@@ -78,7 +86,8 @@ fn each_hostile_policy_is_contained_while_others_keep_serving() -> anyhow::Resul
         std::thread::scope(|s| -> anyhow::Result<()> {
             let served = s.spawn(|| {
                 let mut allowed = 0u32;
-                while !done.load(Ordering::Relaxed) && allowed < 1_000_000 {
+                // At least 100 answers, then until the hostile checks are done.
+                while (allowed < 100 || !done.load(Ordering::Relaxed)) && allowed < 1_000_000 {
                     if good_chain.connect_check(&connect("c")).is_allowed() {
                         allowed += 1;
                     }
@@ -339,5 +348,40 @@ fn soak_checks_while_reloading() -> anyhow::Result<()> {
         "resident memory grew {growth_mib} MiB over {checks} checks and 30 reloads"
     );
     eprintln!("soak: {checks} checks, 30 reloads, resident growth {growth_mib} MiB");
+    Ok(())
+}
+
+/// Brokers built on tokio call the async face from a worker thread. A policy
+/// that prints, panics with a message or sleeps must still be a plain deny
+/// there, not a host panic (nested runtimes) or a blocked worker.
+#[test]
+fn hostile_policies_are_denied_on_tokio_workers() -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let policy = crate::misbehave("m", r#"{"mode":"allow"}"#, limits(50, 16))?;
+    let chain = Arc::new(Chain::builder().policy("m", policy).build()?);
+    let verdicts = runtime.block_on(async {
+        let mut out = Vec::new();
+        for mode in ["trap", "print", "sleep", "allow"] {
+            let chain = chain.clone();
+            let task = tokio::spawn(async move {
+                let started = Instant::now();
+                let d = chain
+                    .connect_check_async(&connect(&format!("mode:{mode}")))
+                    .await;
+                (d.is_allowed(), started.elapsed())
+            });
+            out.push((mode, task.await));
+        }
+        out
+    });
+    for (mode, result) in verdicts {
+        let (allowed, took) =
+            result.map_err(|e| anyhow::anyhow!("{mode}: the check panicked: {e}"))?;
+        assert_eq!(allowed, mode == "allow", "{mode}");
+        assert!(took < Duration::from_secs(2), "{mode} took {took:?}");
+    }
     Ok(())
 }

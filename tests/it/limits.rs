@@ -59,10 +59,9 @@ fn a_trap_is_denied_and_the_instance_is_replaced() -> anyhow::Result<()> {
     assert_eq!(calls(policy.as_ref())?, "2", "the warm instance is reused");
     let created = policy.instances_created();
     let err = policy.connect_check(&connect("mode:trap")).err();
-    assert!(
-        matches!(err, Some(PolicyError::Trap(ref m)) if m.contains("unreachable")),
-        "{err:?}"
-    );
+    // A Rust panic traps when it tries to print its message (stdio is
+    // forbidden) or, failing that, at `unreachable`: a trap either way.
+    assert!(matches!(err, Some(PolicyError::Trap(_))), "{err:?}");
     assert_eq!(
         calls(policy.as_ref())?,
         "1",

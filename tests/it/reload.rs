@@ -316,3 +316,32 @@ fn the_disk_cache_skips_compilation_on_restart() -> anyhow::Result<()> {
     assert_eq!(start("rewritten")?.status().modules.disk, 1);
     Ok(())
 }
+
+/// A chain file that names a module not deployed yet fails to load; the
+/// module's arrival is itself a change that retries the reload.
+#[test]
+fn a_module_deployed_after_its_config_is_picked_up() -> anyhow::Result<()> {
+    let (dir, path, host) = setup("a/#")?;
+    let _watcher = host.watch(DEBOUNCE)?;
+    let failures = host.status().failures;
+    std::fs::write(&path, chain_toml("x/#", "later/new.wasm"))?;
+    wait_for("the failed reload", || host.status().failures > failures)?;
+    assert!(
+        host.status()
+            .last_error
+            .unwrap_or_default()
+            .contains("new.wasm")
+    );
+    std::fs::create_dir(dir.path().join("later"))?;
+    // The directory did not exist when the config named it; the next edit of
+    // the config re-arms the watches, then the module arrives.
+    std::fs::write(&path, chain_toml("x/#", "later/new.wasm"))?;
+    std::thread::sleep(DEBOUNCE * 3);
+    replace(
+        &dir.path().join("later/new.wasm"),
+        &std::fs::read(guests::TOPIC_LIST)?,
+    )?;
+    wait_for("the module's arrival", || host.generation() == 1)?;
+    assert!(publish_allowed(&host, "x/y"));
+    Ok(())
+}

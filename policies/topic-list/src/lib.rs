@@ -23,8 +23,15 @@
 //! `{attr:KEY}` is the session attribute KEY granted at connect, e.g.
 //! `{attr:cert_cn}` from `thumbprint`, which ties topics to the certificate
 //! rather than to a client id the client chose. A placeholder whose value is
-//! missing, empty, or contains `/`, `+` or `#` makes that filter grant
-//! nothing, so a client cannot widen its own rule.
+//! missing, empty, starts with `$`, or contains `/`, `+` or `#` makes that
+//! filter grant nothing, so a client cannot widen its own rule.
+//!
+//! Note that `client_id` and `username` are chosen by the client: a rule
+//! keyed on them trusts whatever authenticated the connection to have
+//! checked them. Prefer `{attr:...}` values granted by an authenticating
+//! policy (certificate CN, token subject). Shared subscriptions
+//! (`$share/group/filter`) are matched as written, so they are denied unless
+//! a rule grants that `$share/...` filter explicitly.
 
 use mqtt_policy_sdk::prelude::*;
 use mqtt_policy_sdk::topic;
@@ -122,7 +129,9 @@ fn expand(filter: &str, req: &TopicRequest) -> Option<String> {
     if !filter.contains('{') {
         return Some(filter.to_owned());
     }
-    let safe = |v: &str| !v.is_empty() && !v.contains(['/', '+', '#']);
+    // A value may not add levels or wildcards, nor start a `$` topic such as
+    // `$SYS` (client id `$SYS` in `{client_id}/#` must not grant `$SYS/#`).
+    let safe = |v: &str| !v.is_empty() && !v.starts_with('$') && !v.contains(['/', '+', '#']);
     let mut out = String::with_capacity(filter.len() + 16);
     let mut rest = filter;
     while let Some(open) = rest.find('{') {

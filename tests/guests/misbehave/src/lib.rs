@@ -4,6 +4,7 @@
 //! `mode:<mode>` overrides it for one call. Modes: `allow`, `deny`, `defer`,
 //! `loop` (spin forever), `trap` (panic), `alloc` (allocate without bound),
 //! `recurse` (exhaust the stack), `huge-grant`, `huge-message`, `log-flood`,
+//! `sleep` (block for an hour), `print` (write to stdout),
 //! `count` (allow, reporting how many checks this instance has served), and
 //! `echo` (allow, returning the request's fields as attributes).
 //! Init modes, via `{"init": "<mode>"}`: `error`, `trap`, `loop`, `alloc`.
@@ -84,6 +85,14 @@ impl Misbehave {
                 for i in 0..10_000 {
                     log::info("flood", &[("i", &i.to_string())]);
                 }
+                Act::Allow(Grant::default())
+            }
+            "sleep" => {
+                std::thread::sleep(std::time::Duration::from_secs(3600));
+                Act::Allow(Grant::default())
+            }
+            "print" => {
+                println!("a policy printing to stdout");
                 Act::Allow(Grant::default())
             }
             "count" => Act::Allow(Grant::default().attribute("calls", calls.to_string())),
