@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use mqtt_policy_bench::{Fixture, sdk_connect, sdk_topic, write_sample_chain};
 use mqtt_policy_host::{Limits, PolicyEngine, PolicyHost, WasmPolicy, cert};
 use mqtt_policy_sdk::Policy as _;
-use mqtt_policy_tests::guests;
+use mqtt_policy_tests::{guests, rss_kib};
 
 struct Latency {
     median: Duration,
@@ -40,17 +40,6 @@ fn us(d: Duration) -> String {
 
 fn ms(d: Duration) -> String {
     format!("{:.1} ms", d.as_secs_f64() * 1e3)
-}
-
-fn rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
-        })
-        .unwrap_or(0)
 }
 
 fn row(what: &str, wasm: &Latency, native: Option<&Latency>) {

@@ -139,7 +139,7 @@ pub(crate) struct Forbidden(pub(crate) &'static str);
 /// with a message, or sleeps therefore traps at once: a deny. Stream handles
 /// are still dropped synchronously so instances clean up.
 fn forbid_stdio_and_blocking(linker: &mut Linker<StoreState>) -> wasmtime::Result<()> {
-    use wasmtime::component::{Resource, ResourceType};
+    use wasmtime::component::ResourceType;
     use wasmtime_wasi::p2::{DynInputStream, DynOutputStream};
 
     const POLL: &[&str] = &["poll", "[method]pollable.block", "[method]pollable.ready"];
@@ -171,22 +171,26 @@ fn forbid_stdio_and_blocking(linker: &mut Linker<StoreState>) -> wasmtime::Resul
     streams.resource(
         "output-stream",
         ResourceType::host::<DynOutputStream>(),
-        |mut store, rep| {
-            let stream = Resource::<DynOutputStream>::new_own(rep);
-            store.data_mut().table.delete(stream)?;
-            Ok(())
-        },
+        drop_resource::<DynOutputStream>,
     )?;
     streams.resource(
         "input-stream",
         ResourceType::host::<DynInputStream>(),
-        |mut store, rep| {
-            let stream = Resource::<DynInputStream>::new_own(rep);
-            store.data_mut().table.delete(stream)?;
-            Ok(())
-        },
+        drop_resource::<DynInputStream>,
     )?;
     linker.allow_shadowing(false);
+    Ok(())
+}
+
+/// Drop a guest-owned resource synchronously (no tokio involved).
+fn drop_resource<R: Send + 'static>(
+    mut store: wasmtime::StoreContextMut<'_, StoreState>,
+    rep: u32,
+) -> wasmtime::Result<()> {
+    store
+        .data_mut()
+        .table
+        .delete(wasmtime::component::Resource::<R>::new_own(rep))?;
     Ok(())
 }
 

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use mqtt_policy_host::{
     Access, Chain, FailureMode, Limits, LoadError, PolicyError, PolicyHost, StepResult, WasmPolicy,
 };
-use mqtt_policy_tests::{connect, connect_jwt, guests, now, sign_jwt, toml_str, topic};
+use mqtt_policy_tests::{connect, connect_jwt, guests, now, rss_kib, sign_jwt, toml_str, topic};
 use serde_json::json;
 
 fn limits(deadline_ms: u64, memory_mb: usize) -> Limits {
@@ -260,17 +260,6 @@ fn secrets_never_reach_the_logs() -> anyhow::Result<()> {
         );
     }
     Ok(())
-}
-
-fn rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        })
-        .unwrap_or(0)
 }
 
 /// Thousands of checks from several threads while the chain is reloaded

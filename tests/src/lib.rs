@@ -269,3 +269,15 @@ pub fn write_chain(dir: &Path, toml: &str) -> anyhow::Result<PathBuf> {
     std::fs::write(&path, toml)?;
     Ok(path)
 }
+
+/// Resident set size of this process in KiB (Linux; 0 elsewhere).
+pub fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}
