@@ -39,7 +39,7 @@
 pub mod bindings {
     wit_bindgen::generate!({
         world: "policy",
-        path: "../wit",
+        path: "../wit/v0.1.0",
         pub_export_macro: true,
         export_macro_name: "__export_policy_world",
         default_bindings_module: "mqtt_policy_sdk::bindings",

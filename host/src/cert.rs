@@ -13,7 +13,7 @@ use x509_parser::extensions::GeneralName;
 use x509_parser::pem::Pem;
 use x509_parser::prelude::FromDer as _;
 
-use crate::bindings::Certificate;
+use crate::request::Certificate;
 use crate::error::CertError;
 
 /// Largest certificate input accepted (a chain of several RSA-4096 certs fits).

@@ -6,176 +6,24 @@
 //! every policy defers, the chain's [`DefaultVerdict`] decides (deny unless
 //! configured).
 
-use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
-use crate::bindings::{
-    Access, ConnectRequest, ConnectVerdict, Deny, DenyReason, Grant, TopicRequest, TopicVerdict,
-};
-use crate::cache::{CacheSource, ComponentCache, ModuleHash};
-use crate::codes;
-use crate::config::{ChainConfig, DefaultVerdict, FailureMode};
-use crate::engine::PolicyEngine;
-use crate::error::{LoadError, PolicyError, ProtocolError};
-use crate::loader::read_module;
+use crate::config::{DefaultVerdict, FailureMode};
+use crate::decision::{ConnectDecision, DecidedBy, Decision, Outcome, Step, StepResult, TopicDecision};
+use crate::error::{LoadError, PolicyError};
+use crate::policy::Policy;
+use crate::request::{ConnectRequest, TopicRequest};
 use crate::stats::{LogGate, PolicyStats, StatsSnapshot, Tally};
+use crate::verdict::{ConnectVerdict, Deny, DenyReason, Grant, TopicVerdict};
 
 /// Failure warnings per policy per second; the rest are counted.
 const FAILURE_WARNINGS_PER_SECOND: u64 = 2;
-use crate::wasm_policy::{WasmPolicy, check_memory};
-
-/// A chain just loaded, with where each of its modules came from.
-pub(crate) struct LoadedChain {
-    pub(crate) chain: Chain,
-    pub(crate) modules: Vec<LoadedModule>,
-}
-
-pub(crate) struct LoadedModule {
-    pub(crate) path: std::path::PathBuf,
-    pub(crate) hash: ModuleHash,
-    pub(crate) source: CacheSource,
-}
-
-/// The host-side face of a policy. [`WasmPolicy`] is the real one; native
-/// implementations serve tests and built-in rules.
-pub trait PolicyCheck: Send + Sync {
-    fn connect_check(&self, request: &ConnectRequest) -> Result<ConnectVerdict, PolicyError>;
-    fn topic_check(&self, request: &TopicRequest) -> Result<TopicVerdict, PolicyError>;
-}
-
-/// What the chain decided.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome<A> {
-    Allow(A),
-    Deny(Deny),
-}
-
-/// Who decided.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum DecidedBy {
-    /// The named policy answered allow or deny (or failed, under its failure mode).
-    Policy(String),
-    /// Every policy deferred; the chain's default applied.
-    Default,
-    /// The host refused before asking any policy (e.g. a malformed certificate).
-    Host,
-}
-
-impl DecidedBy {
-    /// The policy's name, `(default)` or `(host)`: for logs and reports.
-    pub fn label(&self) -> &str {
-        match self {
-            DecidedBy::Policy(name) => name,
-            DecidedBy::Default => "(default)",
-            DecidedBy::Host => "(host)",
-        }
-    }
-}
-
-/// What one policy did during a check.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum StepResult {
-    Allow,
-    Deny(DenyReason),
-    Defer,
-    Failed(PolicyError),
-}
-
-/// One entry of a decision's trace.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Step {
-    pub policy: String,
-    pub result: StepResult,
-}
-
-/// A chain's answer to one request.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Decision<A> {
-    pub outcome: Outcome<A>,
-    pub decided_by: DecidedBy,
-    /// The generation of the chain that decided (see reloads).
-    pub generation: u64,
-    /// Each policy asked, in order, and what it did.
-    pub trace: Vec<Step>,
-}
-
-/// The decision on a CONNECT; an allow carries the session's grant.
-pub type ConnectDecision = Decision<Grant>;
-/// The decision on a topic request.
-pub type TopicDecision = Decision<()>;
-
-impl<A> Decision<A> {
-    pub fn is_allowed(&self) -> bool {
-        matches!(self.outcome, Outcome::Allow(_))
-    }
-
-    /// The deny, if the decision is one.
-    pub fn deny(&self) -> Option<&Deny> {
-        match &self.outcome {
-            Outcome::Deny(d) => Some(d),
-            Outcome::Allow(_) => None,
-        }
-    }
-
-    /// The deciding policy's name, or `None` when the default or the host decided.
-    pub fn decider(&self) -> Option<&str> {
-        match &self.decided_by {
-            DecidedBy::Policy(name) => Some(name),
-            DecidedBy::Default | DecidedBy::Host => None,
-        }
-    }
-
-    /// A deny made by the host itself, before any policy ran: for adapters
-    /// that cannot even build a request (a malformed certificate, say).
-    pub fn host_deny(reason: DenyReason, message: impl Into<String>, generation: u64) -> Self {
-        Decision {
-            outcome: Outcome::Deny(Deny {
-                reason,
-                message: message.into(),
-            }),
-            decided_by: DecidedBy::Host,
-            generation,
-            trace: Vec::new(),
-        }
-    }
-}
-
-impl ConnectDecision {
-    /// The CONNACK code for the client's protocol level (0 when accepted).
-    pub fn connack_code(&self, protocol_version: u8) -> Result<u8, ProtocolError> {
-        match &self.outcome {
-            Outcome::Allow(_) => codes::connack_accepted(protocol_version),
-            Outcome::Deny(d) => codes::connack(d.reason, protocol_version),
-        }
-    }
-}
-
-impl TopicDecision {
-    /// The SUBACK code for a subscription: the granted QoS, or the refusal.
-    pub fn suback_code(&self, protocol_version: u8, granted_qos: u8) -> Result<u8, ProtocolError> {
-        match &self.outcome {
-            Outcome::Allow(()) => {
-                codes::connack_accepted(protocol_version).map(|_| granted_qos.min(2))
-            }
-            Outcome::Deny(d) => codes::suback(d.reason, protocol_version),
-        }
-    }
-
-    /// The PUBACK/PUBREC code for a QoS>0 publish; `None` where the protocol
-    /// has no refusal code (before MQTT 5).
-    pub fn puback_code(&self, protocol_version: u8) -> Result<Option<u8>, ProtocolError> {
-        match &self.outcome {
-            Outcome::Allow(()) => codes::connack_accepted(protocol_version).map(Some),
-            Outcome::Deny(d) => codes::puback(d.reason, protocol_version),
-        }
-    }
-}
 
 struct Entry {
     name: String,
-    policy: Arc<dyn PolicyCheck>,
+    policy: Arc<dyn Policy>,
     on_error: FailureMode,
     stats: PolicyStats,
     warnings: LogGate,
@@ -222,7 +70,7 @@ impl Default for ChainBuilder {
 
 impl ChainBuilder {
     /// Append a policy that fails closed.
-    pub fn policy(self, name: impl Into<String>, policy: Arc<dyn PolicyCheck>) -> Self {
+    pub fn policy(self, name: impl Into<String>, policy: Arc<dyn Policy>) -> Self {
         self.policy_with(name, policy, FailureMode::Deny)
     }
 
@@ -230,7 +78,7 @@ impl ChainBuilder {
     pub fn policy_with(
         mut self,
         name: impl Into<String>,
-        policy: Arc<dyn PolicyCheck>,
+        policy: Arc<dyn Policy>,
         on_error: FailureMode,
     ) -> Self {
         self.entries.push(Entry {
@@ -289,66 +137,6 @@ impl Chain {
         ChainBuilder::default()
     }
 
-    /// Load every policy named in a chain file. Fails, naming the policy and
-    /// the file, if any module does not load or any `init` rejects its config.
-    pub fn from_config_file(engine: &PolicyEngine, path: &Path) -> Result<Self, LoadError> {
-        let config = ChainConfig::from_file(path)?;
-        Self::from_config(engine, &config, path)
-    }
-
-    /// Load a parsed chain file; `config_path` anchors relative module paths.
-    pub fn from_config(
-        engine: &PolicyEngine,
-        config: &ChainConfig,
-        config_path: &Path,
-    ) -> Result<Self, LoadError> {
-        Self::from_config_cached(engine, config, config_path, &ComponentCache::new(), 0)
-            .map(|loaded| loaded.chain)
-    }
-
-    /// Load a chain, taking compiled components from `cache` where the module
-    /// bytes are unchanged.
-    pub(crate) fn from_config_cached(
-        engine: &PolicyEngine,
-        config: &ChainConfig,
-        config_path: &Path,
-        cache: &ComponentCache,
-        generation: u64,
-    ) -> Result<LoadedChain, LoadError> {
-        let bad = |message: String| LoadError::Config {
-            path: config_path.to_owned(),
-            message,
-        };
-        let mut builder = Chain::builder()
-            .default_verdict(config.default)
-            .decision_log_every(config.decision_log_every.unwrap_or(100))
-            .generation(generation);
-        let mut modules = Vec::with_capacity(config.policies.len());
-        for p in &config.policies {
-            let limits = config.policy_limits(p).map_err(bad)?;
-            check_memory(engine, &p.name, limits)?;
-            let path = ChainConfig::module_path(config_path, &p.module);
-            let origin = path.display().to_string();
-            let bytes = read_module(&path)?;
-            let (component, hash, source) =
-                cache.get_or_compile(engine, &p.name, &origin, &bytes)?;
-            let policy = WasmPolicy::from_component(
-                engine,
-                &p.name,
-                &origin,
-                &component,
-                &p.config_json(),
-                limits,
-            )?;
-            builder = builder.policy_with(&p.name, Arc::new(policy), p.on_error);
-            modules.push(LoadedModule { path, hash, source });
-        }
-        Ok(LoadedChain {
-            chain: builder.build()?,
-            modules,
-        })
-    }
-
     pub fn generation(&self) -> u64 {
         self.generation
     }
@@ -368,7 +156,14 @@ impl Chain {
     /// May this client connect? Never fails: every failure is a deny unless a
     /// policy's failure mode says otherwise.
     pub fn connect_check(&self, request: &ConnectRequest) -> ConnectDecision {
-        let decision = self.walk(
+        let decision = match request.certificate_error() {
+            // A chain the host cannot parse is refused before any policy runs.
+            Some(e) => ConnectDecision::host_deny(
+                DenyReason::NotAuthorized,
+                format!("bad client certificate: {e}"),
+                self.generation,
+            ),
+            None => self.walk(
             |p| p.connect_check(request),
             |verdict| match verdict {
                 ConnectVerdict::Allow(grant) => {
@@ -379,11 +174,9 @@ impl Chain {
                 }
                 ConnectVerdict::Defer => (StepResult::Defer, Step2::Next),
             },
-            Grant {
-                attributes: Vec::new(),
-                roles: Vec::new(),
-            },
-        );
+            Grant::default(),
+        ),
+        };
         self.log_decision(
             "connect",
             &request.client_id,
@@ -407,14 +200,8 @@ impl Chain {
             },
             (),
         );
-        let what = match request.access {
-            Access::Publish => "publish",
-            Access::Subscribe => "subscribe",
-            Access::Receive => "receive",
-            Access::Unsubscribe => "unsubscribe",
-        };
         self.log_decision(
-            what,
+            request.access.as_str(),
             &request.client_id,
             request.username.as_deref(),
             &request.topic,
@@ -437,7 +224,7 @@ impl Chain {
 
     fn walk<V, A>(
         &self,
-        ask: impl Fn(&dyn PolicyCheck) -> Result<V, PolicyError>,
+        ask: impl Fn(&dyn Policy) -> Result<V, PolicyError>,
         interpret: impl Fn(V) -> (StepResult, Step2<A>),
         allow_on_failure: A,
     ) -> Decision<A> {
@@ -479,10 +266,10 @@ impl Chain {
                         result: StepResult::Failed(error),
                     });
                     match entry.on_error {
-                        FailureMode::Deny => Step2::Decide(Outcome::Deny(Deny {
-                            reason: DenyReason::ServerUnavailable,
-                            message: format!("policy \"{}\" failed", entry.name),
-                        })),
+                        FailureMode::Deny => Step2::Decide(Outcome::Deny(Deny::new(
+                            DenyReason::ServerUnavailable,
+                            format!("policy \"{}\" failed", entry.name),
+                        ))),
                         FailureMode::Allow => match allow_on_failure.take() {
                             Some(a) => Step2::Decide(Outcome::Allow(a)),
                             None => Step2::Next,
@@ -502,10 +289,10 @@ impl Chain {
         }
         let outcome = match (self.default, allow_on_failure) {
             (DefaultVerdict::Allow, Some(a)) => Outcome::Allow(a),
-            _ => Outcome::Deny(Deny {
-                reason: DenyReason::NotAuthorized,
-                message: "no policy allowed the request".into(),
-            }),
+            _ => Outcome::Deny(Deny::new(
+                DenyReason::NotAuthorized,
+                "no policy allowed the request",
+            )),
         };
         Decision {
             outcome,

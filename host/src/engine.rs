@@ -8,10 +8,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use wasmtime::component::{HasSelf, Linker};
+use wasmtime::component::Linker;
 use wasmtime::{Config, InstanceAllocationStrategy, PoolingAllocationConfig};
 
-use crate::bindings::Policy;
 use crate::error::LoadError;
 use crate::limits::deadline_ticks;
 use crate::state::StoreState;
@@ -90,7 +89,7 @@ impl EngineBuilder {
         let mut linker = Linker::<StoreState>::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(engine_err)?;
         forbid_stdio_and_blocking(&mut linker).map_err(engine_err)?;
-        Policy::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state).map_err(engine_err)?;
+        crate::wit::add_to_linker(&mut linker).map_err(engine_err)?;
 
         let stop = Arc::new(AtomicBool::new(false));
         let ticker = {

@@ -3,75 +3,97 @@
 //! an ordered chain, under a deadline and a memory cap per call, failing closed.
 //!
 //! Key items:
+//! - [`PolicyHost`]: the live chain, loaded from a TOML file and hot-reloaded
+//!   (explicitly, or on file changes with [`PolicyHost::watch`]); a failed
+//!   reload keeps the running chain.
+//! - [`PolicyHost::connect`] → [`Session`]: what a broker adapter holds per
+//!   connection. It parses the client's certificate chain, asks the chain,
+//!   keeps the grant, and answers publish / subscribe / receive / unsubscribe
+//!   with the decision and the exact wire [`Reply`] for the client's
+//!   protocol version.
+//! - [`Chain`]: the ordered policies ("first allow or deny wins"), for
+//!   embedders that want the bare decision.
+//! - [`Policy`]: the host-side policy trait; [`WasmPolicy`] is the wasm
+//!   implementation, native ones serve tests.
 //! - [`PolicyEngine`]: the shared wasmtime engine (pooling allocator, epoch
-//!   deadlines). Build one per process.
-//! - [`Chain`]: the ordered policies, from a TOML file ([`ChainConfig`]) or a
-//!   [`ChainBuilder`]. Its [`Chain::connect_check`] and [`Chain::topic_check`]
-//!   are synchronous, thread-safe and never fail: every failure is a deny unless
-//!   configured. `_async` variants serve tokio brokers.
-//! - [`PolicyHost`]: a chain loaded from a file and hot-reloaded (explicitly,
-//!   or on file changes with [`PolicyHost::watch`]); a failed reload keeps the
-//!   running chain. Compiled modules are cached by content, also on disk.
-//! - [`cert`]: turns PEM/DER client certificates into request fields.
-//! - [`codes`]: maps deny reasons to MQTT 3.1.1 and 5 codes.
+//!   deadlines). One per process.
 //!
-//! The request and verdict types are generated from `wit/policy.wit`, the
-//! contract shared with the guest SDK.
+//! Requests and verdicts are the host's own types ([`ConnectRequest`],
+//! [`TopicRequest`], [`ConnectVerdict`], ...): each policy's contract version
+//! (`wit/v*/policy.wit`) is converted at the boundary, so adapters never see
+//! generated bindings.
 //!
 //! ```no_run
-//! use mqtt_policy_host::{Chain, ConnectRequest, PolicyEngine};
+//! use mqtt_policy_host::{ConnectRequest, PolicyHost, ProtocolVersion, Reply};
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! let engine = PolicyEngine::new()?;
-//! let chain = Chain::from_config_file(&engine, "policies.toml".as_ref())?;
-//! let request = ConnectRequest {
-//!     client_id: "device-1".into(),
-//!     username: Some("JWT".into()),
-//!     password: Some(b"eyJhbGciOi...".to_vec()),
-//!     protocol_version: 5,
-//!     clean_start: true,
-//!     keep_alive: 60,
-//!     peer_address: None,
-//!     listener: None,
-//!     user_properties: vec![],
-//!     certificates: vec![],
+//! let host = PolicyHost::builder("policies.toml").build()?;
+//! # let tls_chain: Vec<Vec<u8>> = Vec::new();
+//! let connect = ConnectRequest::new("device-1")
+//!     .username("JWT")
+//!     .password("eyJhbGciOi...")
+//!     .protocol_version(ProtocolVersion::V5)
+//!     .certificate_chain_der(&tls_chain);
+//! let session = match host.connect(connect) {
+//!     Ok(session) => session,                        // send CONNACK 0
+//!     Err(refused) => {
+//!         println!("CONNACK {:#04x}", refused.connack); // send it, then close
+//!         return Ok(());
+//!     }
 //! };
-//! let decision = chain.connect_check(&request);
-//! println!("{:?} by {:?}, CONNACK {:#04x}", decision.outcome, decision.decider(),
-//!     decision.connack_code(request.protocol_version)?);
+//! let publish = session.publish("devices/device-1/telemetry", 1, false);
+//! if let Reply::Code(code) = publish.reply {
+//!     println!("PUBACK {code:#04x}, forward: {}", publish.allowed());
+//! }
+//! for answer in session.subscribe([("devices/device-1/#", 1), ("#", 0)]) {
+//!     println!("SUBACK entry {:?}", answer.reply);
+//! }
+//! let deliver = session.receive("devices/device-1/config", 1, true).allowed();
+//! # let _ = deliver;
+//! session.disconnect();
 //! # Ok(()) }
 //! ```
 
-mod bindings;
 mod cache;
 pub mod cert;
 mod chain;
 pub mod codes;
 mod config;
+mod decision;
 mod engine;
 mod error;
 pub mod limits;
 mod loader;
+mod policy;
 mod reload;
+mod request;
+mod session;
 mod state;
 mod stats;
+mod verdict;
 mod wasm_policy;
+mod wit;
 
-pub use bindings::{
-    Access, Attribute, Certificate, ConnectRequest, ConnectVerdict, Deny, DenyReason, Grant, Level,
-    TopicRequest, TopicVerdict, UserProperty,
-};
 pub use cache::{CacheSource, ComponentCache, ModuleHash};
-pub use chain::{
-    Chain, ChainBuilder, ConnectDecision, DecidedBy, Decision, Outcome, PolicyCheck, Step,
-    StepResult, TopicDecision,
-};
+pub use chain::{Chain, ChainBuilder};
+pub use codes::Reply;
 pub use config::{ChainConfig, DefaultVerdict, FailureMode, PolicyConfig};
+pub use decision::{
+    ConnectDecision, DecidedBy, Decision, Outcome, Step, StepResult, TopicDecision,
+};
 pub use engine::{EngineBuilder, PolicyEngine};
 pub use error::{CertError, LoadError, PolicyError, ProtocolError};
 pub use limits::Limits;
 pub use loader::{MAX_MODULE_BYTES, read_module};
+pub use policy::Policy;
 pub use reload::{
     ModuleSources, PolicyHost, PolicyHostBuilder, ReloadOutcome, ReloadStatus, Watcher,
 };
+pub use request::{
+    Access, Attribute, Certificate, ConnectRequest, Password, ProtocolVersion, TopicRequest,
+    UserProperty, Will,
+};
+pub use session::{Refused, Session, TopicAnswer};
 pub use stats::StatsSnapshot;
+pub use verdict::{ConnectVerdict, Deny, DenyReason, Grant, TopicVerdict};
 pub use wasm_policy::WasmPolicy;
+pub use wit::VERSIONS as API_VERSIONS;

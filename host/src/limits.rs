@@ -6,8 +6,9 @@
 //! thread can be descheduled for longer than a few milliseconds in the middle
 //! of a one-microsecond check, and a wall-clock deadline would then deny a
 //! well-behaved client. The fast path costs nothing extra: only when the
-//! epoch deadline fires does [`on_deadline`] read the thread's CPU clock, and
-//! it extends the deadline while the thread was not actually running. A policy
+//! epoch deadline fires does the deadline callback read the thread's CPU clock, and
+//! it extends the deadline while the thread was not actually running
+//! (the callback itself lives with the store state, `state.rs`). A policy
 //! that really spins is stopped within two deadlines; a call is cut off
 //! regardless after [`MAX_EXTENSIONS`] extensions.
 
@@ -88,19 +89,6 @@ impl DeadlineState {
         };
         self.last_cpu = cpu_now;
         (!ran && self.extensions <= MAX_EXTENSIONS).then_some(self.ticks)
-    }
-}
-
-/// The store's epoch-deadline callback (see the module docs).
-pub(crate) fn on_deadline(
-    mut store: wasmtime::StoreContextMut<'_, crate::state::StoreState>,
-) -> wasmtime::Result<wasmtime::UpdateDeadline> {
-    let cpu = cpu_time::ThreadTime::try_now()
-        .ok()
-        .map(|t| t.as_duration());
-    match store.data_mut().deadline.on_deadline(cpu) {
-        Some(ticks) => Ok(wasmtime::UpdateDeadline::Continue(ticks)),
-        None => Err(wasmtime::Trap::Interrupt.into()),
     }
 }
 

@@ -22,12 +22,14 @@ use std::time::{Duration, Instant, SystemTime};
 
 use arc_swap::ArcSwap;
 
-use crate::bindings::{ConnectRequest, TopicRequest};
 use crate::cache::{CacheSource, ComponentCache};
-use crate::chain::{Chain, ConnectDecision, TopicDecision};
+use crate::chain::Chain;
 use crate::config::ChainConfig;
+use crate::decision::{ConnectDecision, TopicDecision};
 use crate::engine::PolicyEngine;
 use crate::error::LoadError;
+use crate::loader::load_chain;
+use crate::request::{ConnectRequest, TopicRequest};
 
 /// How the last reload went.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -69,8 +71,9 @@ pub struct ReloadStatus {
 }
 
 struct Inner {
-    engine: PolicyEngine,
-    config_path: PathBuf,
+    engine: Option<PolicyEngine>,
+    /// `None` for a host made from a ready chain ([`PolicyHost::from_chain`]).
+    config_path: Option<PathBuf>,
     cache: ComponentCache,
     current: ArcSwap<Chain>,
     status: Mutex<ReloadStatus>,
@@ -144,8 +147,8 @@ impl PolicyHostBuilder {
         };
         Ok(PolicyHost {
             inner: Arc::new(Inner {
-                engine,
-                config_path,
+                engine: Some(engine),
+                config_path: Some(config_path),
                 cache,
                 current: ArcSwap::from_pointee(chain),
                 status: Mutex::new(status),
@@ -165,7 +168,7 @@ fn load(
     generation: u64,
 ) -> Result<Loaded, LoadError> {
     let config = ChainConfig::from_file(config_path)?;
-    let loaded = Chain::from_config_cached(engine, &config, config_path, cache, generation)?;
+    let loaded = load_chain(engine, &config, config_path, cache, generation)?;
     let mut files = vec![config_path.to_owned()];
     let mut sources = ModuleSources::default();
     let mut keep = HashSet::new();
@@ -183,6 +186,27 @@ fn load(
 }
 
 impl PolicyHost {
+    /// A host serving a chain built in code (native policies, tests). It
+    /// has no file to reload from: [`PolicyHost::reload`] fails and the chain
+    /// stays.
+    pub fn from_chain(chain: Chain) -> Self {
+        let status = ReloadStatus {
+            generation: chain.generation(),
+            ..ReloadStatus::default()
+        };
+        PolicyHost {
+            inner: Arc::new(Inner {
+                engine: None,
+                config_path: None,
+                cache: ComponentCache::new(),
+                current: ArcSwap::from_pointee(chain),
+                status: Mutex::new(status),
+                files: Mutex::new(Vec::new()),
+                reloading: Mutex::new(()),
+            }),
+        }
+    }
+
     pub fn builder(config_path: impl Into<PathBuf>) -> PolicyHostBuilder {
         PolicyHostBuilder {
             config_path: config_path.into(),
@@ -243,7 +267,9 @@ impl PolicyHost {
     /// is still being deployed triggers the retry when it arrives).
     fn files_to_watch(&self) -> Vec<PathBuf> {
         let mut files = self.watched_files();
-        let path = &self.inner.config_path;
+        let Some(path) = &self.inner.config_path else {
+            return files;
+        };
         if let Ok(config) = ChainConfig::from_file(path) {
             for p in &config.policies {
                 let module = ChainConfig::module_path(path, &p.module);
@@ -260,10 +286,16 @@ impl PolicyHost {
     /// running chain is untouched. Returns the new generation.
     pub fn reload(&self) -> Result<u64, LoadError> {
         let inner = &self.inner;
+        let (Some(engine), Some(config_path)) = (&inner.engine, &inner.config_path) else {
+            return Err(LoadError::Config {
+                path: PathBuf::new(),
+                message: "this host serves a chain built in code; there is no file to reload".into(),
+            });
+        };
         let _one_at_a_time = inner.reloading.lock().unwrap_or_else(|p| p.into_inner());
         let generation = inner.current.load().generation() + 1;
         let started = Instant::now();
-        let result = load(&inner.engine, &inner.config_path, &inner.cache, generation);
+        let result = load(engine, config_path, &inner.cache, generation);
         let mut status = inner.status.lock().unwrap_or_else(|p| p.into_inner());
         status.last_attempt = Some(SystemTime::now());
         status.last_duration = started.elapsed();
@@ -293,7 +325,7 @@ impl PolicyHost {
                 status.failures += 1;
                 tracing::error!(
                     target: "mqtt_policy::reload",
-                    config = %inner.config_path.display(),
+                    config = %config_path.display(),
                     kept_generation = generation - 1,
                     "reload failed, keeping the running chain: {e}"
                 );

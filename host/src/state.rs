@@ -12,7 +12,6 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-use crate::bindings::{Level, mqtt::policy::host, mqtt::policy::types};
 use crate::limits::{DeadlineState, MemoryLimiter};
 use crate::stats::LogGate;
 
@@ -85,11 +84,33 @@ fn cut(s: &str) -> &str {
     }
 }
 
-// The types interface has no functions; the trait only marks it as linked.
-impl types::Host for StoreState {}
+/// A guest log line's level, whatever contract version it came through.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum GuestLevel {
+    Trace,
+    Debug,
+    Info,
+    Warn,
+    Error,
+}
 
-impl host::Host for StoreState {
-    fn log(&mut self, level: Level, message: String, fields: Vec<(String, String)>) {
+/// The wall clock in milliseconds since the Unix epoch.
+pub(crate) fn now_unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+impl StoreState {
+    /// A log line from the policy: attributed, capped per call and per
+    /// second, truncated.
+    pub(crate) fn guest_log(
+        &mut self,
+        level: GuestLevel,
+        message: &str,
+        fields: &[(String, String)],
+    ) {
         if self.log_budget == 0 {
             self.logs_dropped += 1;
             return;
@@ -105,31 +126,38 @@ impl host::Host for StoreState {
             .map(|(k, v)| format!("{}={:?}", cut(k), cut(v)))
             .collect();
         let fields = fields.join(" ");
-        let message = cut(&message);
+        let message = cut(message);
         let policy = &*self.policy;
         match level {
-            Level::Trace => {
+            GuestLevel::Trace => {
                 tracing::trace!(target: "mqtt_policy::guest", policy, suppressed, fields, "{message}")
             }
-            Level::Debug => {
+            GuestLevel::Debug => {
                 tracing::debug!(target: "mqtt_policy::guest", policy, suppressed, fields, "{message}")
             }
-            Level::Info => {
+            GuestLevel::Info => {
                 tracing::info!(target: "mqtt_policy::guest", policy, suppressed, fields, "{message}")
             }
-            Level::Warn => {
+            GuestLevel::Warn => {
                 tracing::warn!(target: "mqtt_policy::guest", policy, suppressed, fields, "{message}")
             }
-            Level::Error => {
+            GuestLevel::Error => {
                 tracing::error!(target: "mqtt_policy::guest", policy, suppressed, fields, "{message}")
             }
         }
     }
+}
 
-    fn now_unix_ms(&mut self) -> u64 {
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-            .unwrap_or(0)
+/// The store's epoch-deadline callback: extend while the thread was not
+/// running, trap once it has burnt its budget (see `limits.rs`).
+pub(crate) fn on_deadline(
+    mut store: wasmtime::StoreContextMut<'_, StoreState>,
+) -> wasmtime::Result<wasmtime::UpdateDeadline> {
+    let cpu = cpu_time::ThreadTime::try_now()
+        .ok()
+        .map(|t| t.as_duration());
+    match store.data_mut().deadline.on_deadline(cpu) {
+        Some(ticks) => Ok(wasmtime::UpdateDeadline::Continue(ticks)),
+        None => Err(wasmtime::Trap::Interrupt.into()),
     }
 }

@@ -15,16 +15,16 @@ use std::time::Duration;
 use wasmtime::Store;
 use wasmtime::component::Component;
 
-use crate::bindings::{
-    ConnectRequest, ConnectVerdict, Grant, Policy, PolicyPre, TopicRequest, TopicVerdict,
-};
-use crate::chain::PolicyCheck;
 use crate::engine::PolicyEngine;
 use crate::error::{LoadError, PolicyError};
-use crate::limits::{self, Limits};
+use crate::limits::Limits;
 use crate::loader;
-use crate::state::StoreState;
+use crate::policy::Policy;
+use crate::request::{ConnectRequest, TopicRequest};
+use crate::state::{self, StoreState};
 use crate::stats::LogGate;
+use crate::verdict::{ConnectVerdict, Grant, TopicVerdict};
+use crate::wit::{PolicyInstance, PolicyPre};
 
 /// Most attributes plus roles one grant may carry.
 pub const MAX_GRANT_ENTRIES: usize = 256;
@@ -35,13 +35,13 @@ pub const MAX_MESSAGE_CHARS: usize = 256;
 
 struct Warm {
     store: Store<StoreState>,
-    policy: Policy,
+    policy: PolicyInstance,
 }
 
 /// A loaded policy component.
 pub struct WasmPolicy {
     name: Arc<str>,
-    pre: PolicyPre<StoreState>,
+    pre: PolicyPre,
     engine: PolicyEngine,
     config_json: String,
     limits: Limits,
@@ -55,6 +55,7 @@ impl std::fmt::Debug for WasmPolicy {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("WasmPolicy")
             .field("name", &self.name)
+            .field("api", &self.pre.version())
             .field("limits", &self.limits)
             .finish_non_exhaustive()
     }
@@ -138,6 +139,11 @@ impl WasmPolicy {
         &self.name
     }
 
+    /// The contract version (`mqtt:policy@…`) the policy was built against.
+    pub fn api_version(&self) -> &'static str {
+        self.pre.version()
+    }
+
     pub fn limits(&self) -> Limits {
         self.limits
     }
@@ -172,7 +178,7 @@ impl WasmPolicy {
             ),
         );
         store.limiter(|state| &mut state.limiter);
-        store.epoch_deadline_callback(limits::on_deadline);
+        store.epoch_deadline_callback(state::on_deadline);
         store
     }
 
@@ -206,7 +212,7 @@ impl WasmPolicy {
         let result = self
             .pre
             .instantiate(&mut store)
-            .and_then(|policy| Ok((policy.call_init(&mut store, &self.config_json)?, policy)));
+            .and_then(|policy| Ok((policy.init(&mut store, &self.config_json)?, policy)));
         self.instances_created.fetch_add(1, Ordering::Relaxed);
         match result {
             Ok((Ok(()), policy)) => Ok(Warm { store, policy }),
@@ -230,7 +236,7 @@ impl WasmPolicy {
     /// anything went wrong.
     fn run<R>(
         &self,
-        call: impl FnOnce(&Policy, &mut Store<StoreState>) -> wasmtime::Result<R>,
+        call: impl FnOnce(&PolicyInstance, &mut Store<StoreState>) -> wasmtime::Result<R>,
     ) -> Result<R, PolicyError> {
         let idle = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
         let mut warm = match idle {
@@ -321,9 +327,9 @@ fn cut_message(message: &mut String) {
     }
 }
 
-impl PolicyCheck for WasmPolicy {
+impl Policy for WasmPolicy {
     fn connect_check(&self, request: &ConnectRequest) -> Result<ConnectVerdict, PolicyError> {
-        let mut verdict = self.run(|p, store| p.call_connect_check(store, request))?;
+        let mut verdict = self.run(|p, store| p.connect_check(store, request))?;
         match &mut verdict {
             ConnectVerdict::Allow(grant) => check_grant(grant)?,
             ConnectVerdict::Deny(deny) => cut_message(&mut deny.message),
@@ -333,7 +339,7 @@ impl PolicyCheck for WasmPolicy {
     }
 
     fn topic_check(&self, request: &TopicRequest) -> Result<TopicVerdict, PolicyError> {
-        let mut verdict = self.run(|p, store| p.call_topic_check(store, request))?;
+        let mut verdict = self.run(|p, store| p.topic_check(store, request))?;
         if let TopicVerdict::Deny(deny) = &mut verdict {
             cut_message(&mut deny.message);
         }
