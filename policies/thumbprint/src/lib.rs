@@ -10,7 +10,19 @@
 //!   "roles": ["device"]                        // granted on allow
 //! }
 //! ```
-//! On allow the session gets attributes `cert_sha256` and, if present, `cert_cn`.
+//! Only the leaf (first) certificate counts. Its thumbprints are the SHA-1 and
+//! SHA-256 of its DER encoding in uppercase hex without separators (the
+//! host's `sha1`/`sha256` fields, what `openssl x509 -fingerprint` prints
+//! without the colons); configured entries are normalised to that form.
+//!
+//! On allow the session gets attributes `cert_sha256` (64 uppercase hex
+//! digits) and, if the leaf has one, `cert_cn`: the host's `common-name`
+//! field, i.e. the decoded, unescaped value of the subject's most specific CN
+//! (the last CN in DER order, the first one in the RFC 4514 `subject` string).
+//! It is the CN as written in the certificate, not RFC 4514-escaped, so it may
+//! contain `,`, `+`, `/`, `#`, spaces or control characters; `cert_cn` is
+//! absent when the leaf has no CN or its most specific CN is not a character
+//! string.
 
 use mqtt_policy_sdk::prelude::*;
 use mqtt_policy_sdk::request::{normalize_thumbprint, thumbprint_eq};
