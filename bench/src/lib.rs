@@ -164,8 +164,8 @@ pub fn sdk_connect(r: &host::ConnectRequest) -> sdk::ConnectRequest {
     sdk::ConnectRequest {
         client_id: r.client_id.clone(),
         username: r.username.clone(),
-        password: r.password.clone(),
-        protocol_version: r.protocol_version,
+        password: r.password.as_ref().map(|p| p.as_bytes().to_vec()),
+        protocol_version: r.protocol_version.level(),
         clean_start: r.clean_start,
         keep_alive: r.keep_alive,
         peer_address: r.peer_address.clone(),

@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context as _, bail};
 use base64::Engine as _;
 use mqtt_policy_host::{
-    Access, Attribute, Chain, ConnectDecision, ConnectRequest, DenyReason, Outcome, PolicyEngine,
-    StepResult, TopicDecision, TopicRequest, UserProperty, cert,
+    Access, Attribute, ConnectDecision, ConnectRequest, DenyReason, PolicyHost, ProtocolVersion,
+    Reply, StepResult, TopicAnswer, cert,
 };
 use serde::{Deserialize, Serialize};
 
@@ -130,9 +130,15 @@ pub struct TopicReport {
     pub decided_by: String,
     pub reason: Option<String>,
     pub message: Option<String>,
-    /// SUBACK code for subscribe, PUBACK code for publish (null where the
-    /// protocol has none), null for receive and unsubscribe.
+    /// The code on the wire: the SUBACK entry for a subscribe, the MQTT 5
+    /// PUBACK/PUBREC or UNSUBACK reason code; null where `reply` is not
+    /// `code`.
     pub code: Option<u8>,
+    /// What the broker sends: `code` (an acknowledgement carrying `code`),
+    /// `ack` (the normal acknowledgement of a version with no code for it),
+    /// `none` (QoS 0 publish, delivery) or `disconnect` (MQTT 3.1 has no
+    /// SUBACK refusal: the connection is closed).
+    pub reply: &'static str,
     pub trace: Vec<StepReport>,
 }
 
@@ -143,14 +149,7 @@ pub struct StepReport {
 }
 
 fn reason_name(r: DenyReason) -> &'static str {
-    match r {
-        DenyReason::NotAuthorized => "not-authorized",
-        DenyReason::BadUsernameOrPassword => "bad-username-or-password",
-        DenyReason::Banned => "banned",
-        DenyReason::BadAuthenticationMethod => "bad-authentication-method",
-        DenyReason::ClientIdentifierNotValid => "client-identifier-not-valid",
-        DenyReason::ServerUnavailable => "server-unavailable",
-    }
+    r.as_str()
 }
 
 fn steps(trace: &[mqtt_policy_host::Step]) -> Vec<StepReport> {
@@ -171,9 +170,9 @@ fn steps(trace: &[mqtt_policy_host::Step]) -> Vec<StepReport> {
 /// A validated request, ready to evaluate against any chain.
 #[derive(Debug)]
 pub struct Prepared {
+    /// The CONNECT, its certificate chain parsed (or the parse error kept,
+    /// for the host to deny as a broker would).
     pub connect: ConnectRequest,
-    /// The parsed client chain, or why the host could not parse it.
-    pub certificates: Certs,
     pub topics: Vec<TopicInput>,
 }
 
@@ -185,7 +184,7 @@ pub fn parse_request(text: &str) -> anyhow::Result<RequestFile> {
 /// Check a request for bad input (reported as errors, before any chain is
 /// loaded) and read its certificate files, relative to `base_dir`.
 pub fn prepare(file: RequestFile, base_dir: &Path) -> anyhow::Result<Prepared> {
-    let (connect, certificates) = connect_request(&file.connect, base_dir)?;
+    let connect = connect_request(&file.connect, base_dir)?;
     for (i, t) in file.topics.iter().enumerate() {
         if t.qos > 2 {
             bail!("topics[{i}]: qos must be 0, 1 or 2, got {}", t.qos);
@@ -193,7 +192,6 @@ pub fn prepare(file: RequestFile, base_dir: &Path) -> anyhow::Result<Prepared> {
     }
     Ok(Prepared {
         connect,
-        certificates,
         topics: file.topics,
     })
 }
@@ -208,84 +206,89 @@ pub fn run(config: &Path, request_path: &Path) -> anyhow::Result<Report> {
         file,
         request_path.parent().unwrap_or_else(|| Path::new(".")),
     )?;
-    let engine = PolicyEngine::new().context("cannot start the policy engine")?;
-    let chain = Chain::from_config_file(&engine, config)
+    let host = PolicyHost::builder(config)
+        .build()
         .with_context(|| format!("cannot load chain {}", config.display()))?;
-    evaluate(&chain, &prepared)
+    evaluate(&host, &prepared)
 }
 
-/// Evaluate a prepared request: the connect, then (if accepted) each topic
-/// request in the same session.
-pub fn evaluate(chain: &Chain, prepared: &Prepared) -> anyhow::Result<Report> {
-    let decision = match &prepared.certificates {
-        Ok(certs) => {
-            let mut request = prepared.connect.clone();
-            request.certificates = certs.clone();
-            chain.connect_check(&request)
+/// Evaluate a prepared request as a broker would through the session API:
+/// the connect, then (if accepted) each topic request in the same session.
+pub fn evaluate(host: &PolicyHost, prepared: &Prepared) -> anyhow::Result<Report> {
+    let version = prepared.connect.protocol_version;
+    let (connect, topic_reports, skipped) = match host.connect(prepared.connect.clone()) {
+        Ok(session) => {
+            let connect = connect_report(session.connect_decision(), version);
+            let reports = prepared
+                .topics
+                .iter()
+                .map(|t| {
+                    let answer = match t.access {
+                        AccessInput::Publish => session.publish(&t.topic, t.qos, t.retain),
+                        AccessInput::Subscribe => {
+                            first(session.subscribe([(t.topic.as_str(), t.qos)]))?
+                        }
+                        AccessInput::Receive => session.receive(&t.topic, t.qos, t.retain),
+                        AccessInput::Unsubscribe => first(session.unsubscribe([t.topic.as_str()]))?,
+                    };
+                    Ok(topic_report(t, &answer))
+                })
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            (connect, reports, None)
         }
-        // A certificate the host cannot parse is refused before any policy runs,
-        // as a broker would refuse it.
-        Err(e) => ConnectDecision::host_deny(
-            DenyReason::NotAuthorized,
-            format!("bad client certificate: {e}"),
-            chain.generation(),
-        ),
-    };
-    let request = &prepared.connect;
-    let version = request.protocol_version;
-    let connect = connect_report(&decision, version)?;
-    let (topic_reports, skipped) = match &decision.outcome {
-        Outcome::Allow(grant) => {
-            let mut reports = Vec::with_capacity(prepared.topics.len());
-            for t in &prepared.topics {
-                let req = TopicRequest {
-                    client_id: request.client_id.clone(),
-                    username: request.username.clone(),
-                    topic: t.topic.clone(),
-                    access: t.access.into(),
-                    qos: t.qos,
-                    retain: t.retain,
-                    attributes: grant.attributes.clone(),
-                    roles: grant.roles.clone(),
-                };
-                let d = chain.topic_check(&req);
-                reports.push(topic_report(t, &d, version)?);
-            }
-            (reports, None)
+        Err(refused) => {
+            let skipped =
+                (!prepared.topics.is_empty()).then(|| "the connection was refused".to_string());
+            (
+                connect_report(&refused.decision, version),
+                Vec::new(),
+                skipped,
+            )
         }
-        Outcome::Deny(_) if !prepared.topics.is_empty() => {
-            (Vec::new(), Some("the connection was refused".to_string()))
-        }
-        Outcome::Deny(_) => (Vec::new(), None),
     };
     Ok(Report {
-        generation: chain.generation(),
-        connect,
+        generation: connect.generation,
+        connect: connect.report,
         topics: topic_reports,
         topics_skipped: skipped,
     })
 }
 
-/// The client's certificates as parsed, or the parse error.
-pub type Certs = Result<Vec<mqtt_policy_host::Certificate>, String>;
+fn first(answers: Vec<TopicAnswer>) -> anyhow::Result<TopicAnswer> {
+    answers
+        .into_iter()
+        .next()
+        .context("the session gave no answer for a filter")
+}
 
-fn connect_request(c: &ConnectInput, base: &Path) -> anyhow::Result<(ConnectRequest, Certs)> {
-    if !(3..=5).contains(&c.protocol_version) {
-        bail!(
+fn connect_request(c: &ConnectInput, base: &Path) -> anyhow::Result<ConnectRequest> {
+    let version = ProtocolVersion::try_from(c.protocol_version).map_err(|_| {
+        anyhow::anyhow!(
             "connect.protocol_version must be 3 (MQTT 3.1), 4 (3.1.1) or 5 (5.0), got {}",
             c.protocol_version
-        );
-    }
-    let password = match (&c.password, &c.password_base64) {
+        )
+    })?;
+    let mut request = ConnectRequest::new(c.client_id.clone())
+        .protocol_version(version)
+        .clean_start(c.clean_start)
+        .keep_alive(c.keep_alive);
+    request.username = c.username.clone();
+    request.peer_address = c.peer_address.clone();
+    request.listener = c.listener.clone();
+    match (&c.password, &c.password_base64) {
         (Some(_), Some(_)) => bail!("connect: give password or password_base64, not both"),
-        (Some(p), None) => Some(p.as_bytes().to_vec()),
-        (None, Some(b)) => Some(
-            base64::engine::general_purpose::STANDARD
+        (Some(p), None) => request = request.password(p.as_str()),
+        (None, Some(b)) => {
+            let bytes = base64::engine::general_purpose::STANDARD
                 .decode(b)
-                .context("connect.password_base64 is not valid base64")?,
-        ),
-        (None, None) => None,
-    };
+                .context("connect.password_base64 is not valid base64")?;
+            request = request.password(bytes);
+        }
+        (None, None) => {}
+    }
+    for p in &c.user_properties {
+        request = request.user_property(p.name.clone(), p.value.clone());
+    }
     // Certificate files must exist (bad input); their content is judged like
     // a broker would: unparsable means the host denies.
     let mut blobs: Vec<Vec<u8>> = c
@@ -300,66 +303,60 @@ fn connect_request(c: &ConnectInput, base: &Path) -> anyhow::Result<(ConnectRequ
                 .with_context(|| format!("cannot read certificate file {}", path.display()))?,
         );
     }
-    let mut certs = Ok(Vec::new());
+    let mut ders = Vec::new();
     for blob in &blobs {
-        match (cert::parse_chain(blob), &mut certs) {
-            (Ok(mut parsed), Ok(all)) => all.append(&mut parsed),
-            (Err(e), Ok(_)) => certs = Err(e.to_string()),
-            (_, Err(_)) => {}
+        match cert::parse_chain(blob) {
+            Ok(chain) => ders.extend(chain.into_iter().map(|c| c.der)),
+            // Hand the unparsable blob over so the host records why.
+            Err(_) => return Ok(request.certificate_chain_pem(blob)),
         }
     }
-    let request = ConnectRequest {
-        client_id: c.client_id.clone(),
-        username: c.username.clone(),
-        password,
-        protocol_version: c.protocol_version,
-        clean_start: c.clean_start,
-        keep_alive: c.keep_alive,
-        peer_address: c.peer_address.clone(),
-        listener: c.listener.clone(),
-        user_properties: c
-            .user_properties
-            .iter()
-            .map(|p| UserProperty {
-                name: p.name.clone(),
-                value: p.value.clone(),
-            })
-            .collect(),
-        certificates: Vec::new(),
-    };
-    Ok((request, certs))
+    if !ders.is_empty() {
+        request = request.certificate_chain_der(&ders);
+    }
+    Ok(request)
 }
 
-fn connect_report(d: &ConnectDecision, version: u8) -> anyhow::Result<ConnectReport> {
+struct ConnectReportWithGeneration {
+    generation: u64,
+    report: ConnectReport,
+}
+
+fn connect_report(d: &ConnectDecision, version: ProtocolVersion) -> ConnectReportWithGeneration {
     let (attributes, roles) = match &d.outcome {
-        Outcome::Allow(g) => (
+        mqtt_policy_host::Outcome::Allow(g) => (
             g.attributes
                 .iter()
                 .map(|Attribute { key, value }| (key.clone(), value.clone()))
                 .collect(),
             g.roles.clone(),
         ),
-        Outcome::Deny(_) => (BTreeMap::new(), Vec::new()),
+        mqtt_policy_host::Outcome::Deny(_) => (BTreeMap::new(), Vec::new()),
     };
-    Ok(ConnectReport {
-        verdict: if d.is_allowed() { "allow" } else { "deny" },
-        decided_by: d.decided_by.label().to_owned(),
-        reason: d.deny().map(|x| reason_name(x.reason).to_owned()),
-        message: d.deny().map(|x| x.message.clone()),
-        code: d.connack_code(version)?,
-        attributes,
-        roles,
-        trace: steps(&d.trace),
-    })
+    ConnectReportWithGeneration {
+        generation: d.generation,
+        report: ConnectReport {
+            verdict: if d.is_allowed() { "allow" } else { "deny" },
+            decided_by: d.decided_by.label().to_owned(),
+            reason: d.deny().map(|x| reason_name(x.reason).to_owned()),
+            message: d.deny().map(|x| x.message.clone()),
+            code: d.connack_code(version),
+            attributes,
+            roles,
+            trace: steps(&d.trace),
+        },
+    }
 }
 
-fn topic_report(t: &TopicInput, d: &TopicDecision, version: u8) -> anyhow::Result<TopicReport> {
-    let code = match t.access {
-        AccessInput::Subscribe => Some(d.suback_code(version, t.qos)?),
-        AccessInput::Publish => d.puback_code(version)?,
-        AccessInput::Receive | AccessInput::Unsubscribe => None,
+fn topic_report(t: &TopicInput, answer: &TopicAnswer) -> TopicReport {
+    let d = &answer.decision;
+    let (code, reply) = match answer.reply {
+        Reply::Code(c) => (Some(c), "code"),
+        Reply::Ack => (None, "ack"),
+        Reply::Nothing => (None, "none"),
+        Reply::Disconnect => (None, "disconnect"),
     };
-    Ok(TopicReport {
+    TopicReport {
         topic: t.topic.clone(),
         access: t.access,
         verdict: if d.is_allowed() { "allow" } else { "deny" },
@@ -367,6 +364,7 @@ fn topic_report(t: &TopicInput, d: &TopicDecision, version: u8) -> anyhow::Resul
         reason: d.deny().map(|x| reason_name(x.reason).to_owned()),
         message: d.deny().map(|x| x.message.clone()),
         code,
+        reply,
         trace: steps(&d.trace),
-    })
+    }
 }

@@ -150,9 +150,23 @@ fn jwt_client_on_mqtt_311_gets_311_codes() -> anyhow::Result<()> {
         .as_array()
         .map(|a| a.iter().map(|t| &t["code"]).collect())
         .unwrap_or_default();
+    // QoS 0 publishes have no acknowledgement, allowed or not.
     assert_eq!(
         codes,
-        vec![&json!(0), &Value::Null, &json!(2), &json!(0x80)]
+        vec![&Value::Null, &Value::Null, &json!(2), &json!(0x80)]
+    );
+    let replies: Vec<&Value> = r["topics"]
+        .as_array()
+        .map(|a| a.iter().map(|t| &t["reply"]).collect())
+        .unwrap_or_default();
+    assert_eq!(
+        replies,
+        vec![
+            &json!("none"),
+            &json!("none"),
+            &json!("code"),
+            &json!("code")
+        ]
     );
     let req = write(
         dir.path(),

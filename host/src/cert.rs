@@ -84,8 +84,8 @@ use x509_parser::pem::Pem;
 use x509_parser::prelude::FromDer as _;
 use x509_parser::x509::X509Name;
 
-use crate::request::Certificate;
 use crate::error::CertError;
+use crate::request::Certificate;
 
 /// Largest certificate input accepted (a chain of several RSA-4096 certs fits).
 pub const MAX_INPUT_BYTES: usize = 256 * 1024;

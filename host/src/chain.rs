@@ -11,7 +11,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use crate::config::{DefaultVerdict, FailureMode};
-use crate::decision::{ConnectDecision, DecidedBy, Decision, Outcome, Step, StepResult, TopicDecision};
+use crate::decision::{
+    ConnectDecision, DecidedBy, Decision, Outcome, Step, StepResult, TopicDecision,
+};
 use crate::error::{LoadError, PolicyError};
 use crate::policy::Policy;
 use crate::request::{ConnectRequest, TopicRequest};
@@ -164,18 +166,18 @@ impl Chain {
                 self.generation,
             ),
             None => self.walk(
-            |p| p.connect_check(request),
-            |verdict| match verdict {
-                ConnectVerdict::Allow(grant) => {
-                    (StepResult::Allow, Step2::Decide(Outcome::Allow(grant)))
-                }
-                ConnectVerdict::Deny(d) => {
-                    (StepResult::Deny(d.reason), Step2::Decide(Outcome::Deny(d)))
-                }
-                ConnectVerdict::Defer => (StepResult::Defer, Step2::Next),
-            },
-            Grant::default(),
-        ),
+                |p| p.connect_check(request),
+                |verdict| match verdict {
+                    ConnectVerdict::Allow(grant) => {
+                        (StepResult::Allow, Step2::Decide(Outcome::Allow(grant)))
+                    }
+                    ConnectVerdict::Deny(d) => {
+                        (StepResult::Deny(d.reason), Step2::Decide(Outcome::Deny(d)))
+                    }
+                    ConnectVerdict::Defer => (StepResult::Defer, Step2::Next),
+                },
+                Grant::default(),
+            ),
         };
         self.log_decision(
             "connect",

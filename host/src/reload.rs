@@ -289,7 +289,8 @@ impl PolicyHost {
         let (Some(engine), Some(config_path)) = (&inner.engine, &inner.config_path) else {
             return Err(LoadError::Config {
                 path: PathBuf::new(),
-                message: "this host serves a chain built in code; there is no file to reload".into(),
+                message: "this host serves a chain built in code; there is no file to reload"
+                    .into(),
             });
         };
         let _one_at_a_time = inner.reloading.lock().unwrap_or_else(|p| p.into_inner());

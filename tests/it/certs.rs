@@ -94,8 +94,8 @@ fn policies_receive_every_request_field() -> anyhow::Result<()> {
     let chain = Chain::builder().policy("echo", policy.clone()).build()?;
     let mut req = connect("client-é");
     req.username = Some("user".into());
-    req.password = Some(vec![0, 159, 146, 150]);
-    req.protocol_version = 5;
+    req.password = Some(vec![0u8, 159, 146, 150].into());
+    req.protocol_version = mqtt_policy_host::ProtocolVersion::V5;
     req.keep_alive = 30;
     req.user_properties = vec![mqtt_policy_host::UserProperty {
         name: "region".into(),

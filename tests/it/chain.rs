@@ -1,5 +1,6 @@
+use mqtt_policy_host::ProtocolVersion::{V3_1_1, V5};
 use mqtt_policy_host::{
-    Access, Chain, ChainConfig, DecidedBy, DefaultVerdict, DenyReason, FailureMode, Outcome,
+    Access, Chain, ChainConfig, DecidedBy, DefaultVerdict, DenyReason, FailureMode, Outcome, Reply,
     StepResult, cert,
 };
 use mqtt_policy_tests::{
@@ -99,7 +100,7 @@ fn with_cert(
     version: u8,
 ) -> anyhow::Result<mqtt_policy_host::ConnectRequest> {
     let mut req = connect(client_id);
-    req.protocol_version = version;
+    req.protocol_version = mqtt_policy_tests::version(version);
     req.certificates = cert::parse_chain(c.pem.as_bytes())?;
     Ok(req)
 }
@@ -131,7 +132,7 @@ fn listed_certificates_are_allowed_by_sha1_or_sha256() -> anyhow::Result<()> {
     for (c, version) in [(&f.device, 5), (&f.rotated, 4)] {
         let d = f.chain.connect_check(&with_cert("device-1", c, version)?);
         assert_eq!(d.decided_by, DecidedBy::Policy("certs".into()));
-        assert_eq!(d.connack_code(version)?, 0);
+        assert_eq!(d.connack_code(mqtt_policy_tests::version(version)), 0);
         let Outcome::Allow(grant) = &d.outcome else {
             anyhow::bail!("expected allow: {d:?}")
         };
@@ -155,7 +156,11 @@ fn unlisted_certificate_is_denied_with_the_protocols_code() -> anyhow::Result<()
             .connect_check(&with_cert("device-1", &f.rogue, version)?);
         assert_eq!(d.deny().map(|d| d.reason), Some(DenyReason::NotAuthorized));
         assert_eq!(d.decider(), Some("certs"));
-        assert_eq!(d.connack_code(version)?, code, "MQTT level {version}");
+        assert_eq!(
+            d.connack_code(mqtt_policy_tests::version(version)),
+            code,
+            "MQTT level {version}"
+        );
     }
     Ok(())
 }
@@ -165,7 +170,7 @@ fn no_credentials_falls_to_the_default_deny() -> anyhow::Result<()> {
     let f = fixture()?;
     let d = f.chain.connect_check(&connect("anonymous"));
     assert_eq!(d.decided_by, DecidedBy::Default);
-    assert_eq!(d.connack_code(4)?, 5);
+    assert_eq!(d.connack_code(mqtt_policy_tests::version(4)), 5);
     assert_eq!(
         d.trace.iter().map(|s| s.result.clone()).collect::<Vec<_>>(),
         vec![StepResult::Defer; 3],
@@ -304,7 +309,11 @@ fn bad_jwts_are_bad_username_or_password() -> anyhow::Result<()> {
                 "{what}: {d:?}"
             );
             assert_eq!(d.decider(), Some("jwt"), "{what}");
-            assert_eq!(d.connack_code(version)?, code, "{what}");
+            assert_eq!(
+                d.connack_code(mqtt_policy_tests::version(version)),
+                code,
+                "{what}"
+            );
         }
     }
     // A tampered payload with the original signature.
@@ -348,18 +357,18 @@ fn jwt_topics_authorize_the_session() -> anyhow::Result<()> {
     assert!(check(Access::Receive, "devices/thermostat-1a/x").is_allowed());
     let denied = check(Access::Publish, "humidity");
     assert_eq!(denied.decider(), Some("topics"));
-    assert_eq!(denied.puback_code(5)?, Some(0x87));
+    assert_eq!(denied.puback(V5, 1), Reply::Code(0x87));
     assert_eq!(
-        denied.puback_code(4)?,
-        None,
+        denied.puback(V3_1_1, 1),
+        Reply::Ack,
         "3.1.1 has no PUBACK refusal code"
     );
     let sub = check(Access::Subscribe, "devices/#");
-    assert_eq!(sub.suback_code(4, 1)?, 0x80);
-    assert_eq!(sub.suback_code(5, 1)?, 0x87);
+    assert_eq!(sub.suback(V3_1_1, 1), Reply::Code(0x80));
+    assert_eq!(sub.suback(V5, 1), Reply::Code(0x87));
     assert_eq!(
-        check(Access::Subscribe, "devices/thermostat-1a/#").suback_code(5, 1)?,
-        1
+        check(Access::Subscribe, "devices/thermostat-1a/#").suback(V5, 1),
+        Reply::Code(1)
     );
     Ok(())
 }
@@ -450,7 +459,7 @@ fn failure_modes_decide_what_a_failed_policy_means() -> anyhow::Result<()> {
                     d.deny().map(|d| d.reason),
                     Some(DenyReason::ServerUnavailable)
                 );
-                assert_eq!(d.connack_code(5)?, 0x88);
+                assert_eq!(d.connack_code(mqtt_policy_tests::version(5)), 0x88);
             }
             FailureMode::Allow => assert!(d.is_allowed() && d.decider() == Some("trap")),
             FailureMode::Skip => assert_eq!(d.decider(), Some("deny-all")),
@@ -463,7 +472,7 @@ fn failure_modes_decide_what_a_failed_policy_means() -> anyhow::Result<()> {
         .build()?;
     let d = chain.topic_check(&topic("c", Access::Subscribe, "a/b", &[]));
     assert!(!d.is_allowed());
-    assert_eq!(d.suback_code(4, 0)?, 0x80);
+    assert_eq!(d.suback(V3_1_1, 0), Reply::Code(0x80));
     Ok(())
 }
 

@@ -238,7 +238,7 @@ fn secrets_never_reach_the_logs() -> anyhow::Result<()> {
         }
         let mut plain = connect("client-2");
         plain.username = Some("alice".into());
-        plain.password = Some(password.as_bytes().to_vec());
+        plain.password = Some(password.into());
         chain.connect_check(&plain);
     });
     assert!(

@@ -1,6 +1,6 @@
 use std::time::{Duration, Instant};
 
-use mqtt_policy_host::{Access, Chain, Limits, PolicyCheck, PolicyError, StepResult};
+use mqtt_policy_host::{Access, Chain, Limits, Policy, PolicyError, StepResult};
 use mqtt_policy_tests::{connect, topic};
 
 fn limits(deadline_ms: u64, memory_mb: usize) -> Limits {
@@ -49,7 +49,7 @@ fn an_infinite_loop_is_denied_at_the_deadline() -> anyhow::Result<()> {
 fn a_trap_is_denied_and_the_instance_is_replaced() -> anyhow::Result<()> {
     // Counts calls per instance: a reused instance counts up, a replaced one restarts.
     let policy = crate::misbehave("counter", r#"{"mode":"count"}"#, limits(50, 16))?;
-    let calls = |p: &dyn PolicyCheck| -> anyhow::Result<String> {
+    let calls = |p: &dyn Policy| -> anyhow::Result<String> {
         match p.connect_check(&connect("c"))? {
             mqtt_policy_host::ConnectVerdict::Allow(g) => Ok(g.attributes[0].value.clone()),
             other => anyhow::bail!("expected allow, got {other:?}"),

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{Context as _, bail};
-use mqtt_policy_host::{Access, Attribute, ConnectRequest, TopicRequest};
+use mqtt_policy_host::{Access, Attribute, ConnectRequest, ProtocolVersion, TopicRequest};
 
 /// Paths of the guest components, built from source for this test run.
 pub mod guests {
@@ -213,30 +213,24 @@ pub fn now() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
+/// The protocol version of a level byte the tests know to be valid (3, 4, 5).
+pub fn version(level: u8) -> ProtocolVersion {
+    ProtocolVersion::try_from(level).expect("tests use levels 3, 4 and 5")
+}
+
 /// A CONNECT with defaults: MQTT 3.1.1, clean start, no credentials.
 pub fn connect(client_id: &str) -> ConnectRequest {
-    ConnectRequest {
-        client_id: client_id.into(),
-        username: None,
-        password: None,
-        protocol_version: 4,
-        clean_start: true,
-        keep_alive: 60,
-        peer_address: Some("127.0.0.1:50000".into()),
-        listener: Some("tcp".into()),
-        user_properties: Vec::new(),
-        certificates: Vec::new(),
-    }
+    ConnectRequest::new(client_id)
+        .peer_address("127.0.0.1:50000")
+        .listener("tcp")
 }
 
 /// A CONNECT with username `JWT` and `token` as password.
 pub fn connect_jwt(client_id: &str, token: &str, protocol_version: u8) -> ConnectRequest {
-    ConnectRequest {
-        username: Some("JWT".into()),
-        password: Some(token.as_bytes().to_vec()),
-        protocol_version,
-        ..connect(client_id)
-    }
+    connect(client_id)
+        .username("JWT")
+        .password(token)
+        .protocol_version(version(protocol_version))
 }
 
 /// A topic request with the given session attributes.
