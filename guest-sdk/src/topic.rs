@@ -101,6 +101,11 @@ pub fn covers(outer: &str, inner: &str) -> bool {
     if validate_filter(outer).is_err() || validate_filter(inner).is_err() {
         return false;
     }
+    // At the first level `+/#` matches exactly what `#` matches: every name
+    // (a name has at least one level, and `#` also matches the parent), and
+    // no `$` name (§4.7.2). Deeper down `x/+/#` is narrower than `x/#`
+    // (it misses `x` itself), so only the whole filter is equivalent.
+    let outer = if outer == "+/#" { "#" } else { outer };
     let mut o = outer.split('/');
     let mut i = inner.split('/');
     let mut first = true;
@@ -211,6 +216,10 @@ mod tests {
         assert!(!covers("a/+/c", "a/+/+"));
         assert!(!covers("a", "a/#"));
         assert!(covers("a/+/#", "a/b"));
+        assert!(covers("+/#", "#"), "+/# matches every name # does");
+        assert!(covers("+/#", "a/#"));
+        assert!(!covers("+/#", "$SYS/#"));
+        assert!(!covers("a/+/#", "a/#"), "a/+/# misses a itself");
         assert!(!covers("a/+/#", "a"));
         assert!(covers("a//#", "a//x"));
         assert!(!covers("a/#", "b/#"));

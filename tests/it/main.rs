@@ -7,6 +7,7 @@ mod hostile; // hostile policies and input: containment, log flooding, secrets, 
 mod limits; // deadlines, traps, memory caps, instance replacement
 mod loading; // modules and configs that must fail to load, with clear errors
 mod reload; // hot reload: swaps under load, broken files, the disk cache
+mod session; // whole connections through the session API, codes of every version
 mod topics; // MQTT topic semantics through the topic-list component
 
 use std::sync::{Arc, OnceLock};
