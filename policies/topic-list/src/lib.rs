@@ -1,6 +1,6 @@
-//! `topic-list`: per-client topic rules from config, plus the topics granted
-//! to the session at connect (so `jwt` + `topic-list` reproduce the Auth0
-//! device-profile flow).
+//! `topic-list`: per-client topic rules from config, a Mosquitto `acl_file`,
+//! and the topics granted to the session at connect (so `jwt` + `topic-list`
+//! reproduce the Auth0 device-profile flow).
 //!
 //! Config:
 //! ```json
@@ -13,6 +13,9 @@
 //!      "receive":   ["..."],                          // default: the subscribe list
 //!      "unsubscribe": ["..."]}                        // default: the subscribe list
 //!   ],
+//!   "acl_file": "user alice\ntopic readwrite plant/#\n",  // the TEXT of a Mosquitto acl_file
+//!   "acl_username": "{attr:username}",  // whose `user` section and %u: a session attribute (default)
+//!                                       // or "{username}", the MQTT username as sent
 //!   "session_topics": "topics",   // session attribute holding granted filters (JSON list); null to ignore
 //!   "otherwise": "deny"           // or "defer" when nothing grants the request
 //! }
@@ -26,16 +29,95 @@
 //! missing, empty, starts with `$`, or contains `/`, `+` or `#` makes that
 //! filter grant nothing, so a client cannot widen its own rule.
 //!
+//! Session topics (`session_topics`) allow publish and receive on the topics
+//! they match, and subscribe and unsubscribe with the filters they cover.
+//!
 //! Note that `client_id` and `username` are chosen by the client: a rule
 //! keyed on them trusts whatever authenticated the connection to have
 //! checked them. Prefer `{attr:...}` values granted by an authenticating
-//! policy (certificate CN, token subject). Shared subscriptions
-//! (`$share/group/filter`) are matched as written, so they are denied unless
-//! a rule grants that `$share/...` filter explicitly.
+//! policy (certificate CN, token subject, the `password` policy's
+//! `username`). Shared subscriptions (`$share/group/filter`) are matched as
+//! written by `rules` and session topics, so they are denied unless a rule
+//! grants that `$share/...` filter explicitly.
+//!
+//! # `acl_file`
+//!
+//! `acl_file` is the content of a Mosquitto 2.0 acl_file (the host, or
+//! whoever writes the chain config, reads the file; a policy has no
+//! filesystem). It is read as Mosquitto reads it (`aclfile__parse` in
+//! Mosquitto's `src/security_default.c`):
+//!
+//! - `user <name>` starts that user's section (the rest of the line, so a
+//!   name may hold spaces); sections of the same name add up. `topic` lines
+//!   before the first `user` line are the *anonymous* section, for clients
+//!   that sent no username.
+//! - `topic [read|write|readwrite|deny] <filter>`: no access word means
+//!   readwrite; the filter is the rest of the line (it may hold spaces) and
+//!   may use `+` and `#`.
+//! - `pattern [read|write|readwrite|deny] <filter>`: applies to every client,
+//!   whatever section it follows, with `%c` replaced by the client id and `%u`
+//!   by the username wherever they appear (Mosquitto's man page asks for a
+//!   whole level; its code, and this, substitute anywhere). A pattern naming
+//!   `%u` is skipped for a client without one, so the anonymous get only `%c`
+//!   patterns. A pattern with neither logs a warning at load, as Mosquitto's
+//!   does.
+//! - A `#` in the first column starts a comment; blank lines are skipped.
+//!   Words are separated by spaces (not tabs), as Mosquitto's parser does.
+//!
+//! Any other line, an unknown access word, a `topic`/`pattern` with no
+//! filter, an invalid filter, or a `user` with no name is a load error naming
+//! the line number. One stricter case: Mosquitto reads `topic deny` (an
+//! access word and no filter) as read/write on a topic named `deny`; here it
+//! is an error.
+//!
+//! Checks follow Mosquitto's `mosquitto_acl_check_default`:
+//!
+//! - The session's own section is decided first, then the patterns. Within
+//!   each, any matching `deny` line refuses (Mosquitto files denies at the
+//!   front of each list), otherwise any line with the access grants. So a
+//!   user's `topic` grant beats a `pattern deny`, but not a `topic deny` of
+//!   its own section.
+//! - Publish needs `write` (or `readwrite`); receive needs `read`.
+//! - SUBSCRIBE is allowed only when the requested filter is *covered* by a
+//!   `read` filter (`mqtt_policy_sdk::topic::covers`): `read a/+` allows
+//!   subscribing to `a/+` or `a/b`, not to `a/#` or `#`. This is the one
+//!   deliberate difference from Mosquitto, which grants every SUBSCRIBE and
+//!   only filters messages at delivery (so a client there may subscribe to
+//!   `#` and silently receive what it may read). A `deny` refuses a
+//!   subscription only when it covers the whole filter; a partly denied
+//!   subscription is allowed and its denied messages are refused on
+//!   receive. `$share/GROUP/FILTER` needs read on `FILTER`.
+//! - UNSUBSCRIBE is always allowed, as in Mosquitto (it only narrows what
+//!   the client receives).
+//! - As Mosquitto's `acl__check_dollar` does, the file grants no publish to
+//!   `$SYS...` except `$SYS/broker/connection/+/state` (bridge state), and no
+//!   publish or receive on `$share...` names. `$` topics are otherwise matched
+//!   only by filters that start with the same `$` level.
+//! - `%c`/`%u` follow the placeholder rule above: a value that is empty,
+//!   starts with `$`, or contains `/`, `+` or `#` makes a grant pattern grant
+//!   nothing, and makes a `deny` pattern refuse (fail closed). Mosquitto
+//!   instead refuses whatever its own section did not grant to a client whose
+//!   username or client id holds `+` or `#` when patterns exist, and
+//!   substitutes other values as they are.
+//! - A client whose section and patterns say nothing falls through to `rules`,
+//!   session topics and `otherwise` (Mosquitto: denied). An explicit `deny`
+//!   line refuses even what `rules` or session topics would grant.
+//!
+//! Which section, and which `%u`: in Mosquitto the username was checked
+//! against its password_file. Here any policy may have let the client in, so
+//! by default (`"acl_username": "{attr:username}"`) the section and `%u` come
+//! from the session attribute `username` that the `password` policy sets to
+//! the verified username. A client that sent no username gets the anonymous
+//! section; one that sent a username no policy vouched for (a certificate or
+//! JWT client) gets no section, only the `%c` patterns. Set
+//! `"acl_username": "{username}"` only when every way in verifies the MQTT
+//! username.
 
 use mqtt_policy_sdk::prelude::*;
 use mqtt_policy_sdk::topic;
 use serde::Deserialize;
+
+mod acl;
 
 #[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
@@ -75,6 +157,10 @@ struct Config {
     session_topics: Option<String>,
     #[serde(default)]
     otherwise: Otherwise,
+    #[serde(default)]
+    acl_file: Option<String>,
+    #[serde(default)]
+    acl_username: Option<String>,
 }
 
 struct Rule {
@@ -90,6 +176,7 @@ pub struct TopicList {
     rules: Vec<Rule>,
     session_topics: Option<String>,
     otherwise: Otherwise,
+    acl: Option<acl::AclFile>,
 }
 
 /// `*` matches any run of characters, `?` exactly one.
@@ -124,14 +211,18 @@ fn glob(pattern: &str, text: &str) -> bool {
     p[pi..].iter().all(|c| *c == '*')
 }
 
+/// May a client-chosen or session value be substituted into a filter? It may
+/// not add levels or wildcards, nor start a `$` topic such as `$SYS`.
+fn safe_value(v: &str) -> bool {
+    !v.is_empty() && !v.starts_with('$') && !v.contains(['/', '+', '#'])
+}
+
 /// Substitute placeholders; `None` if a value is unsafe or missing.
 fn expand(filter: &str, req: &TopicRequest) -> Option<String> {
     if !filter.contains('{') {
         return Some(filter.to_owned());
     }
-    // A value may not add levels or wildcards, nor start a `$` topic such as
-    // `$SYS` (client id `$SYS` in `{client_id}/#` must not grant `$SYS/#`).
-    let safe = |v: &str| !v.is_empty() && !v.starts_with('$') && !v.contains(['/', '+', '#']);
+    // Client id `$SYS` in `{client_id}/#` must not grant `$SYS/#`.
     let mut out = String::with_capacity(filter.len() + 16);
     let mut rest = filter;
     while let Some(open) = rest.find('{') {
@@ -145,7 +236,7 @@ fn expand(filter: &str, req: &TopicRequest) -> Option<String> {
                 .strip_prefix("attr:")
                 .and_then(|key| req.attribute(key)),
         };
-        out.push_str(value.filter(|v| safe(v))?);
+        out.push_str(value.filter(|v| safe_value(v))?);
         rest = &rest[close + 1..];
     }
     out.push_str(rest);
@@ -229,13 +320,19 @@ impl Policy for TopicList {
                 unsubscribe,
             });
         }
-        if rules.is_empty() && config.session_topics.is_none() {
-            return Err("nothing to grant: no rules and no session_topics".into());
+        let acl = match (config.acl_file, config.acl_username) {
+            (Some(text), who) => Some(acl::AclFile::parse(&text, who.as_deref())?),
+            (None, Some(_)) => return Err("acl_username is set but acl_file is not".into()),
+            (None, None) => None,
+        };
+        if rules.is_empty() && config.session_topics.is_none() && acl.is_none() {
+            return Err("nothing to grant: no rules, no session_topics and no acl_file".into());
         }
         Ok(TopicList {
             rules,
             session_topics: config.session_topics,
             otherwise: config.otherwise,
+            acl,
         })
     }
 
@@ -247,6 +344,17 @@ impl Policy for TopicList {
         if let Err(e) = valid {
             return deny_topic(DenyReason::NotAuthorized, format!("invalid topic: {e}"));
         }
+        // An explicit deny in the acl_file wins over every grant; see the module docs.
+        match self.acl.as_ref().map(|acl| acl.check(req)) {
+            Some(acl::Verdict::Allow) => return TopicVerdict::Allow,
+            Some(acl::Verdict::Deny(line)) => {
+                return deny_topic(
+                    DenyReason::NotAuthorized,
+                    format!("denied by acl_file line {line}"),
+                );
+            }
+            Some(acl::Verdict::NoMatch) | None => {}
+        }
         let username = req.username.as_deref();
         let from_rules = self
             .rules
@@ -255,13 +363,13 @@ impl Policy for TopicList {
             .flat_map(|r| r.filters(req.access))
             .filter_map(|f| expand(f, req))
             .any(|f| grants(&f, req.access, &req.topic));
+        // Session topics grant unsubscribe of whatever they let the client
+        // subscribe to (coverage), so a subscription can always be undone.
         let from_session = || {
-            req.access != Access::Unsubscribe
-                && self
-                    .session_topics
-                    .as_deref()
-                    .and_then(|key| req.attribute_list(key))
-                    .is_some_and(|list| list.iter().any(|f| grants(f, req.access, &req.topic)))
+            self.session_topics
+                .as_deref()
+                .and_then(|key| req.attribute_list(key))
+                .is_some_and(|list| list.iter().any(|f| grants(f, req.access, &req.topic)))
         };
         if from_rules || from_session() {
             TopicVerdict::Allow
@@ -545,5 +653,439 @@ mod tests {
         assert!(!glob("a?c", "ac"));
         assert!(glob("*-*-x", "a-b-c-x"));
         assert!(!glob("sensor-*", "pump-1"));
+    }
+
+    #[test]
+    fn session_topics_allow_unsubscribing_what_they_allow_subscribing() -> Result<(), String> {
+        // The JWT grants `devices/1a/#`: a client that subscribed to
+        // `devices/1a/+` must be able to unsubscribe from it again.
+        let p = TopicList::new(r#"{}"#)?;
+        let attrs = [("topics", r#"["temperature","devices/1a/#"]"#)];
+        for filter in ["devices/1a/+", "devices/1a/#", "temperature"] {
+            assert!(allowed(
+                &p,
+                &req("t", None, Access::Subscribe, filter, &attrs)
+            ));
+            assert!(
+                allowed(&p, &req("t", None, Access::Unsubscribe, filter, &attrs)),
+                "{filter}"
+            );
+        }
+        // Nothing wider than what could be subscribed.
+        assert!(!allowed(
+            &p,
+            &req("t", None, Access::Unsubscribe, "devices/#", &attrs)
+        ));
+        Ok(())
+    }
+
+    fn acl(text: &str) -> Result<TopicList, String> {
+        TopicList::new(&serde_json::json!({ "acl_file": text }).to_string())
+    }
+
+    /// A session the `password` policy verified as `name`.
+    fn verified(name: &str) -> [(&str, &str); 1] {
+        [("username", name)]
+    }
+
+    const ACL: &str = "\
+# Mosquitto acl_file: anonymous section first
+topic read public/#
+topic anon/%c
+
+user alice
+topic readwrite plant/#
+topic deny plant/secret
+topic read users/alice/private/shared
+
+user bob smith
+topic write bob/out
+
+# a second alice section adds to the first
+user alice
+topic read extra/#
+
+pattern write sensors/%c/data
+pattern read users/%u/#
+pattern deny users/%u/private/#
+";
+
+    #[test]
+    fn acl_user_sections() -> Result<(), String> {
+        let p = acl(ACL)?;
+        let alice = verified("alice");
+        // Mosquitto (acl__find_acls): a client's list is the `user` section
+        // whose name equals its username; `topic` lines grant as written.
+        assert!(allowed(
+            &p,
+            &req("c", Some("alice"), Access::Publish, "plant/line-1", &alice)
+        ));
+        assert!(allowed(
+            &p,
+            &req("c", Some("alice"), Access::Subscribe, "plant/#", &alice)
+        ));
+        // Mosquitto (add__acl): a second `user alice` appends to the same list.
+        assert!(allowed(
+            &p,
+            &req("c", Some("alice"), Access::Receive, "extra/x", &alice)
+        ));
+        // Mosquitto: the anonymous section is for clients without a username
+        // only; alice does not get `public/#`.
+        assert!(!allowed(
+            &p,
+            &req("c", Some("alice"), Access::Receive, "public/x", &alice)
+        ));
+        // Mosquitto: `user` takes the rest of the line, spaces included.
+        let bob = verified("bob smith");
+        assert!(allowed(
+            &p,
+            &req("c", Some("bob smith"), Access::Publish, "bob/out", &bob)
+        ));
+        // Here, not in Mosquitto: a username no policy verified selects no
+        // section (only %c patterns apply)...
+        assert!(!allowed(
+            &p,
+            &req("c", Some("alice"), Access::Publish, "plant/line-1", &[])
+        ));
+        assert!(allowed(
+            &p,
+            &req("c", Some("alice"), Access::Publish, "sensors/c/data", &[])
+        ));
+        // ...unless the operator says the MQTT username is always verified.
+        let p = TopicList::new(
+            &serde_json::json!({"acl_file": ACL, "acl_username": "{username}"}).to_string(),
+        )?;
+        assert!(allowed(
+            &p,
+            &req("c", Some("alice"), Access::Publish, "plant/line-1", &[])
+        ));
+        Ok(())
+    }
+
+    #[test]
+    fn acl_anonymous_section() -> Result<(), String> {
+        let p = acl(ACL)?;
+        // Mosquitto: "The first set of topics are applied to anonymous clients".
+        assert!(allowed(
+            &p,
+            &req("dev", None, Access::Receive, "public/news", &[])
+        ));
+        assert!(allowed(
+            &p,
+            &req("dev", None, Access::Subscribe, "public/+", &[])
+        ));
+        // `read` is read only.
+        assert!(!allowed(
+            &p,
+            &req("dev", None, Access::Publish, "public/news", &[])
+        ));
+        // Mosquitto: `topic` lines are not patterns; `%c` there is literal text.
+        assert!(allowed(
+            &p,
+            &req("dev", None, Access::Publish, "anon/%c", &[])
+        ));
+        assert!(!allowed(
+            &p,
+            &req("dev", None, Access::Publish, "anon/dev", &[])
+        ));
+        // Mosquitto: patterns apply to all clients, anonymous ones included,
+        // but one naming %u is skipped without a username.
+        assert!(allowed(
+            &p,
+            &req("dev", None, Access::Publish, "sensors/dev/data", &[])
+        ));
+        assert!(!allowed(
+            &p,
+            &req("dev", None, Access::Receive, "users//x", &[])
+        ));
+        Ok(())
+    }
+
+    #[test]
+    fn acl_patterns_substitute_client_id_and_username() -> Result<(), String> {
+        let p = acl(ACL)?;
+        let alice = verified("alice");
+        // Mosquitto: "%c to match the client id of the client".
+        assert!(allowed(
+            &p,
+            &req(
+                "dev-1",
+                Some("alice"),
+                Access::Publish,
+                "sensors/dev-1/data",
+                &alice
+            )
+        ));
+        assert!(!allowed(
+            &p,
+            &req(
+                "dev-1",
+                Some("alice"),
+                Access::Publish,
+                "sensors/dev-2/data",
+                &alice
+            )
+        ));
+        // Mosquitto: "%u to match the username of the client".
+        assert!(allowed(
+            &p,
+            &req(
+                "dev-1",
+                Some("alice"),
+                Access::Receive,
+                "users/alice/inbox",
+                &alice
+            )
+        ));
+        assert!(!allowed(
+            &p,
+            &req(
+                "dev-1",
+                Some("alice"),
+                Access::Receive,
+                "users/bob/inbox",
+                &alice
+            )
+        ));
+        // Mosquitto: deny patterns are checked before grant patterns...
+        assert!(matches!(
+            p.topic_check(&req("dev-1", Some("alice"), Access::Receive, "users/alice/private/x", &alice)),
+            TopicVerdict::Deny(d) if d.message == "denied by acl_file line 19"
+        ));
+        // ...but only after the user's own lines, which grant first.
+        assert!(allowed(
+            &p,
+            &req(
+                "dev-1",
+                Some("alice"),
+                Access::Receive,
+                "users/alice/private/shared",
+                &alice
+            )
+        ));
+        Ok(())
+    }
+
+    #[test]
+    fn acl_deny_beats_grants() -> Result<(), String> {
+        let p = acl(ACL)?;
+        let alice = verified("alice");
+        // Mosquitto: "Any "deny" topics are handled before topics that grant
+        // read/write access", even when the grant comes first in the file.
+        assert!(matches!(
+            p.topic_check(&req("c", Some("alice"), Access::Publish, "plant/secret", &alice)),
+            TopicVerdict::Deny(d) if d.message == "denied by acl_file line 7"
+        ));
+        // A subscription the deny covers entirely is refused; one it covers
+        // in part is allowed, and the denied messages are refused on receive
+        // (Mosquitto refuses them at delivery).
+        assert!(!allowed(
+            &p,
+            &req(
+                "c",
+                Some("alice"),
+                Access::Subscribe,
+                "plant/secret",
+                &alice
+            )
+        ));
+        assert!(allowed(
+            &p,
+            &req("c", Some("alice"), Access::Subscribe, "plant/+", &alice)
+        ));
+        assert!(!allowed(
+            &p,
+            &req("c", Some("alice"), Access::Receive, "plant/secret", &alice)
+        ));
+        // An acl_file deny also beats `rules` and session topics here.
+        let p = TopicList::new(
+            &serde_json::json!({
+                "acl_file": "topic deny private/#\n",
+                "rules": [{"publish": ["#"]}],
+            })
+            .to_string(),
+        )?;
+        assert!(!allowed(
+            &p,
+            &req(
+                "c",
+                None,
+                Access::Publish,
+                "private/x",
+                &[("topics", r#"["private/x"]"#)]
+            )
+        ));
+        assert!(allowed(&p, &req("c", None, Access::Publish, "open/x", &[])));
+        Ok(())
+    }
+
+    #[test]
+    fn acl_access_words() -> Result<(), String> {
+        let p = acl("topic write w/#\ntopic read r/#\ntopic readwrite rw/#\ntopic both/#\n")?;
+        let can = |access, topic: &str| allowed(&p, &req("c", None, access, topic, &[]));
+        // Mosquitto: write grants publish only; read grants delivery only.
+        assert!(can(Access::Publish, "w/x"));
+        assert!(!can(Access::Receive, "w/x"));
+        assert!(!can(Access::Subscribe, "w/#"));
+        assert!(!can(Access::Publish, "r/x"));
+        assert!(can(Access::Receive, "r/x"));
+        assert!(can(Access::Subscribe, "r/#"));
+        // Mosquitto: readwrite, or no access word at all, grants both.
+        for topic in ["rw/x", "both/x"] {
+            assert!(can(Access::Publish, topic));
+            assert!(can(Access::Receive, topic));
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn acl_wider_subscriptions_are_refused() -> Result<(), String> {
+        // Mosquitto grants every SUBSCRIBE and filters at delivery; here a
+        // subscription must be covered by a read filter.
+        let p = acl("topic read a/+\ntopic read #\n")?;
+        let sub = |topic: &str| allowed(&p, &req("c", None, Access::Subscribe, topic, &[]));
+        assert!(sub("a/+"));
+        assert!(sub("a/b"));
+        assert!(sub("x/#"));
+        // `#` does not cover `$` topics (MQTT 4.7.2; Mosquitto's matching too).
+        assert!(!sub("$SYS/#"));
+        let p = acl("topic read a/+\n")?;
+        let sub = |topic: &str| allowed(&p, &req("c", None, Access::Subscribe, topic, &[]));
+        assert!(!sub("a/#"));
+        assert!(!sub("#"));
+        assert!(!sub("+/b"));
+        // Mosquitto: UNSUBSCRIBE is never refused.
+        assert!(allowed(&p, &req("c", None, Access::Unsubscribe, "#", &[])));
+        // A shared subscription needs read on the filter it shares.
+        assert!(sub("$share/g/a/b"));
+        assert!(!sub("$share/g/b/c"));
+        Ok(())
+    }
+
+    #[test]
+    fn acl_dollar_topics() -> Result<(), String> {
+        let p = acl("topic readwrite $SYS/#\ntopic readwrite #\n")?;
+        let can = |access, topic: &str| allowed(&p, &req("c", None, access, topic, &[]));
+        // Mosquitto (acl__check_dollar): $SYS may be read but not written...
+        assert!(can(Access::Receive, "$SYS/broker/uptime"));
+        assert!(!can(Access::Publish, "$SYS/broker/uptime"));
+        // ...and `$share` names can be neither published nor delivered.
+        assert!(!can(Access::Publish, "$share/g/x"));
+        assert!(!can(Access::Receive, "$share/g/x"));
+        // ...except a bridge's connection state, which the file may grant.
+        let p = acl("pattern write $SYS/broker/connection/%c/state\n")?;
+        let can = |client: &str, topic: &str| {
+            allowed(&p, &req(client, None, Access::Publish, topic, &[]))
+        };
+        assert!(can("br1", "$SYS/broker/connection/br1/state"));
+        assert!(!can("br1", "$SYS/broker/connection/br2/state"));
+        // Mosquitto: a `$` topic is matched only by a filter starting with `$`.
+        let p = acl("topic readwrite #\n")?;
+        assert!(!allowed(
+            &p,
+            &req("c", None, Access::Receive, "$SYS/broker/uptime", &[])
+        ));
+        Ok(())
+    }
+
+    #[test]
+    fn acl_unsafe_placeholder_values_grant_nothing() -> Result<(), String> {
+        let p = acl("pattern readwrite devices/%c/#\npattern readwrite %u/#\n")?;
+        let can = |client: &str, user: Option<&str>, access, topic: &str| {
+            let attrs: Vec<(&str, &str)> = user.map(|u| ("username", u)).into_iter().collect();
+            allowed(&p, &req(client, user, access, topic, &attrs))
+        };
+        assert!(can("d1", None, Access::Publish, "devices/d1/x"));
+        // Mosquitto would substitute `a/b` and grant `devices/a/b/#`; a value
+        // may not add levels here.
+        assert!(!can("a/b", None, Access::Publish, "devices/a/b/x"));
+        // Mosquitto refuses a client id or username holding + or #; so do we.
+        assert!(!can("+", None, Access::Subscribe, "devices/+/#"));
+        assert!(!can("#", None, Access::Subscribe, "devices/#"));
+        // A value may not start a `$` topic.
+        assert!(!can("c", Some("$SYS"), Access::Receive, "$SYS/x"));
+        assert!(!can("c", Some(""), Access::Receive, "/x"));
+        assert!(can("c", Some("alice"), Access::Receive, "alice/x"));
+        // A deny pattern with an unsafe value refuses (fail closed).
+        let p = TopicList::new(
+            &serde_json::json!({
+                "acl_file": "pattern deny secret/%c/#\n",
+                "rules": [{"publish": ["open/#"]}],
+            })
+            .to_string(),
+        )?;
+        assert!(allowed(
+            &p,
+            &req("ok", None, Access::Publish, "open/x", &[])
+        ));
+        assert!(!allowed(
+            &p,
+            &req("a+b", None, Access::Publish, "open/x", &[])
+        ));
+        Ok(())
+    }
+
+    #[test]
+    fn acl_file_syntax() -> Result<(), String> {
+        // Mosquitto: a `#` in the first column is a comment, blank lines are
+        // skipped, trailing blanks (and CR) are trimmed, and the filter is
+        // the rest of the line, spaces included.
+        let p = acl("# comment\r\n\r\n   \ntopic read my topic/#  \r\n")?;
+        assert!(allowed(
+            &p,
+            &req("c", None, Access::Receive, "my topic/x", &[])
+        ));
+        for (text, line, needle) in [
+            (
+                "topic read a\ntopic sometimes a/b\n",
+                2,
+                "access \"sometimes\"",
+            ),
+            // Mosquitto: only column 0 starts a comment ("Invalid line").
+            ("  # indented\n", 1, "expected \"topic\""),
+            // Mosquitto: words split on spaces, not tabs ("Invalid line").
+            ("topic\tread\ta\n", 1, "expected \"topic\""),
+            ("\n\ntopic deny\n", 3, "has no topic filter"),
+            ("topic\n", 1, "no topic filter"),
+            ("user\n", 1, "user with no name"),
+            ("topic read a/#/b\n", 1, "topic filter \"a/#/b\""),
+            ("pattern read a/%c#\n", 1, "topic filter \"a/%c#\""),
+            ("users alice\n", 1, "expected \"topic\""),
+        ] {
+            let err = acl(text).err().unwrap_or_default();
+            assert!(
+                err.starts_with(&format!("acl_file line {line}:")) && err.contains(needle),
+                "{text:?}: {err}"
+            );
+        }
+        assert!(
+            TopicList::new(r#"{"acl_file": "", "acl_username": "alice"}"#)
+                .is_err_and(|e| e.contains("acl_username"))
+        );
+        assert!(
+            TopicList::new(r#"{"acl_username": "{username}"}"#)
+                .is_err_and(|e| e.contains("acl_file is not"))
+        );
+        // acl_file alone is something to grant.
+        assert!(TopicList::new(r#"{"acl_file": "", "session_topics": null}"#).is_ok());
+        Ok(())
+    }
+
+    #[test]
+    fn acl_nothing_said_falls_through_to_rules_and_otherwise() -> Result<(), String> {
+        let p = TopicList::new(
+            &serde_json::json!({
+                "acl_file": "topic read a/#\n",
+                "rules": [{"publish": ["b/#"]}],
+                "otherwise": "defer",
+            })
+            .to_string(),
+        )?;
+        assert!(allowed(&p, &req("c", None, Access::Publish, "b/x", &[])));
+        assert_eq!(
+            p.topic_check(&req("c", None, Access::Publish, "c/x", &[])),
+            TopicVerdict::Defer
+        );
+        Ok(())
     }
 }
