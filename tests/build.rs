@@ -10,6 +10,7 @@ const GUESTS: &[(&str, &str, &str)] = &[
     ("thumbprint-policy", "thumbprint", "GUEST_THUMBPRINT"),
     ("jwt-policy", "jwt", "GUEST_JWT"),
     ("topic-list-policy", "topic_list", "GUEST_TOPIC_LIST"),
+    ("password-policy", "password", "GUEST_PASSWORD"),
     ("misbehave-guest", "misbehave", "GUEST_MISBEHAVE"),
 ];
 

@@ -13,6 +13,7 @@ pub mod guests {
     pub const THUMBPRINT: &str = env!("GUEST_THUMBPRINT");
     pub const JWT: &str = env!("GUEST_JWT");
     pub const TOPIC_LIST: &str = env!("GUEST_TOPIC_LIST");
+    pub const PASSWORD: &str = env!("GUEST_PASSWORD");
     pub const MISBEHAVE: &str = env!("GUEST_MISBEHAVE");
 }
 
