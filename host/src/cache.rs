@@ -102,7 +102,7 @@ impl ComponentCache {
         let (component, source) = match from_disk {
             Some(c) => (c, CacheSource::Disk),
             None => {
-                let c = crate::loader::compile_component(engine, policy, origin, bytes)?;
+                let c = crate::compile::compile_component(engine, policy, origin, bytes)?;
                 if let Some(p) = &disk_path {
                     write_entry(&c, p);
                 }

@@ -85,7 +85,25 @@ use x509_parser::prelude::FromDer as _;
 use x509_parser::x509::X509Name;
 
 use crate::error::CertError;
-use crate::request::Certificate;
+
+/// One TLS client certificate with the fields the host parsed from it
+/// (the module docs give the exact form of each field).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Certificate {
+    /// The certificate's DER encoding.
+    pub der: Vec<u8>,
+    /// SHA-1 of the DER, uppercase hex.
+    pub sha1: String,
+    /// SHA-256 of the DER, uppercase hex.
+    pub sha256: String,
+    pub subject: String,
+    pub issuer: String,
+    pub common_name: Option<String>,
+    pub sans: Vec<String>,
+    pub serial: String,
+    pub not_before: i64,
+    pub not_after: i64,
+}
 
 /// Largest certificate input accepted (a chain of several RSA-4096 certs fits).
 pub const MAX_INPUT_BYTES: usize = 256 * 1024;

@@ -57,6 +57,7 @@ mod cache;
 pub mod cert;
 mod chain;
 pub mod codes;
+mod compile;
 mod config;
 mod decision;
 mod engine;
@@ -74,8 +75,10 @@ mod wasm_policy;
 mod wit;
 
 pub use cache::{CacheSource, ComponentCache, ModuleHash};
+pub use cert::Certificate;
 pub use chain::{Chain, ChainBuilder};
 pub use codes::Reply;
+pub use compile::{MAX_MODULE_BYTES, read_module};
 pub use config::{ChainConfig, DefaultVerdict, FailureMode, PolicyConfig};
 pub use decision::{
     ConnectDecision, DecidedBy, Decision, Outcome, Step, StepResult, TopicDecision,
@@ -83,14 +86,12 @@ pub use decision::{
 pub use engine::{EngineBuilder, PolicyEngine};
 pub use error::{CertError, LoadError, PolicyError, ProtocolError};
 pub use limits::Limits;
-pub use loader::{MAX_MODULE_BYTES, read_module};
 pub use policy::Policy;
 pub use reload::{
     ModuleSources, PolicyHost, PolicyHostBuilder, ReloadOutcome, ReloadStatus, Watcher,
 };
 pub use request::{
-    Access, Attribute, Certificate, ConnectRequest, Password, ProtocolVersion, TopicRequest,
-    UserProperty, Will,
+    Access, Attribute, ConnectRequest, Password, ProtocolVersion, TopicRequest, UserProperty, Will,
 };
 pub use session::{Refused, Session, TopicAnswer};
 pub use stats::StatsSnapshot;

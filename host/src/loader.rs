@@ -1,71 +1,22 @@
-//! Files → a loaded chain: read the chain file and each module, compile
-//! (or take the compiled component from the cache), check it against a
-//! contract version, pre-link it, instantiate and `init` it.
+//! Files → a loaded chain: read the chain file and each module, compile it
+//! (or take the compiled component from the cache, `cache.rs`), check it
+//! against a contract version (`compile.rs`), instantiate and `init` it
+//! (`wasm_policy.rs`), and build the [`Chain`].
 //!
-//! Every check that can be done before the first client arrives is done here:
-//! the bytes must be a component, its imports must be satisfiable by the host
-//! (the `host` interface and the locked-down WASI), its exports must match
-//! the `policy` world of a version the host knows, and its `init` must accept
-//! its configuration.
+//! Every check that can be done before the first client arrives is done
+//! while loading: a chain that loads has policies that compiled, matched a
+//! contract version and accepted their configuration.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use wasmtime::component::Component;
-
 use crate::cache::{CacheSource, ComponentCache, ModuleHash};
 use crate::chain::Chain;
+use crate::compile::read_module;
 use crate::config::ChainConfig;
 use crate::engine::PolicyEngine;
 use crate::error::LoadError;
 use crate::wasm_policy::{WasmPolicy, check_memory};
-use crate::wit::PolicyPre;
-
-/// Largest module file accepted.
-pub const MAX_MODULE_BYTES: usize = 64 << 20;
-
-/// Read a module file, with errors naming the file.
-pub fn read_module(path: &Path) -> Result<Vec<u8>, LoadError> {
-    let read_err = |source| LoadError::Read {
-        path: path.to_owned(),
-        source,
-    };
-    let len = std::fs::metadata(path).map_err(read_err)?.len();
-    if len > MAX_MODULE_BYTES as u64 {
-        return Err(read_err(std::io::Error::other(format!(
-            "module is {len} bytes, over the {MAX_MODULE_BYTES} byte limit"
-        ))));
-    }
-    std::fs::read(path).map_err(read_err)
-}
-
-/// Compile `bytes` to a component (the world is checked separately).
-pub(crate) fn compile_component(
-    engine: &PolicyEngine,
-    policy: &str,
-    origin: &str,
-    bytes: &[u8],
-) -> Result<Component, LoadError> {
-    Component::new(engine.wasmtime(), bytes).map_err(|e| LoadError::NotAComponent {
-        policy: policy.to_owned(),
-        module: origin.to_owned(),
-        message: format!("{e:#}"),
-    })
-}
-
-/// Check a compiled component against the `policy` world and pre-link it.
-pub(crate) fn pre_instantiate(
-    engine: &PolicyEngine,
-    policy: &str,
-    origin: &str,
-    component: &Component,
-) -> Result<PolicyPre, LoadError> {
-    PolicyPre::new(engine.linker(), component).map_err(|e| LoadError::WrongWorld {
-        policy: policy.to_owned(),
-        module: origin.to_owned(),
-        message: format!("{e:#}"),
-    })
-}
 
 /// A chain just loaded, with where each of its modules came from.
 pub(crate) struct LoadedChain {

@@ -7,6 +7,7 @@
 
 use std::fmt;
 
+use crate::cert::{self, Certificate};
 use crate::error::{CertError, ProtocolError};
 
 /// The MQTT protocol level of a connection (the CONNECT packet's level byte).
@@ -118,25 +119,6 @@ pub struct UserProperty {
 pub struct Attribute {
     pub key: String,
     pub value: String,
-}
-
-/// One TLS client certificate with the fields the host parsed from it
-/// (see [`crate::cert`] for the exact form of each field).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Certificate {
-    /// The certificate's DER encoding.
-    pub der: Vec<u8>,
-    /// SHA-1 of the DER, uppercase hex.
-    pub sha1: String,
-    /// SHA-256 of the DER, uppercase hex.
-    pub sha256: String,
-    pub subject: String,
-    pub issuer: String,
-    pub common_name: Option<String>,
-    pub sans: Vec<String>,
-    pub serial: String,
-    pub not_before: i64,
-    pub not_after: i64,
 }
 
 /// A CONNECT's will message: published on the client's behalf when it
@@ -264,7 +246,7 @@ impl ConnectRequest {
         B: AsRef<[u8]>,
     {
         let ders: Vec<B> = ders.into_iter().collect();
-        self.set_chain(crate::cert::parse_der_chain(ders.iter().map(AsRef::as_ref)));
+        self.set_chain(cert::parse_der_chain(ders.iter().map(AsRef::as_ref)));
         self
     }
 
@@ -272,7 +254,7 @@ impl ConnectRequest {
     /// blocks, leaf first), as webhooks receive it. Parsed like
     /// [`ConnectRequest::certificate_chain_der`].
     pub fn certificate_chain_pem(mut self, pem: &[u8]) -> Self {
-        self.set_chain(crate::cert::parse_chain(pem));
+        self.set_chain(cert::parse_chain(pem));
         self
     }
 

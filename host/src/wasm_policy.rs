@@ -15,10 +15,10 @@ use std::time::Duration;
 use wasmtime::Store;
 use wasmtime::component::Component;
 
+use crate::compile;
 use crate::engine::PolicyEngine;
 use crate::error::{LoadError, PolicyError};
 use crate::limits::Limits;
-use crate::loader;
 use crate::policy::Policy;
 use crate::request::{ConnectRequest, TopicRequest};
 use crate::state::{self, StoreState};
@@ -70,7 +70,7 @@ impl WasmPolicy {
         config_json: &str,
         limits: Limits,
     ) -> Result<Self, LoadError> {
-        let bytes = loader::read_module(path)?;
+        let bytes = compile::read_module(path)?;
         Self::from_bytes(
             engine,
             name,
@@ -91,7 +91,7 @@ impl WasmPolicy {
         limits: Limits,
     ) -> Result<Self, LoadError> {
         check_memory(engine, name, limits)?;
-        let component = loader::compile_component(engine, name, origin, bytes)?;
+        let component = compile::compile_component(engine, name, origin, bytes)?;
         Self::from_component(engine, name, origin, &component, config_json, limits)
     }
 
@@ -105,7 +105,7 @@ impl WasmPolicy {
         limits: Limits,
     ) -> Result<Self, LoadError> {
         check_memory(engine, name, limits)?;
-        let pre = loader::pre_instantiate(engine, name, origin, component)?;
+        let pre = compile::pre_instantiate(engine, name, origin, component)?;
         let policy = Self {
             name: Arc::from(name),
             pre,

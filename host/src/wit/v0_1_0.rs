@@ -66,7 +66,7 @@ fn attributes(list: &[host::Attribute]) -> Vec<wit::Attribute> {
         .collect()
 }
 
-fn certificate(c: &host::Certificate) -> wit::Certificate {
+fn certificate(c: &crate::cert::Certificate) -> wit::Certificate {
     wit::Certificate {
         der: c.der.clone(),
         sha1: c.sha1.clone(),

@@ -26,8 +26,17 @@
 //! `{attr:KEY}` is the session attribute KEY granted at connect, e.g.
 //! `{attr:cert_cn}` from `thumbprint`, which ties topics to the certificate
 //! rather than to a client id the client chose. A placeholder whose value is
-//! missing, empty, starts with `$`, or contains `/`, `+` or `#` makes that
-//! filter grant nothing, so a client cannot widen its own rule.
+//! missing, empty, starts with `$`, or contains `/`, `+`, `#` or a control
+//! character makes that filter grant nothing, so a client cannot widen its
+//! own rule.
+//!
+//! `{attr:cert_cn}` is the leaf certificate's common name as `thumbprint`
+//! grants it: the decoded, unescaped value of the subject's most specific CN
+//! (the last CN in DER order, the first in the RFC 4514 subject), not the
+//! escaped RFC 4514 form. Because it is the CN exactly as the certificate
+//! holds it, it can contain any character; the rule above makes an unsafe CN
+//! grant nothing, and CAs whose CNs end up in topics should still restrict
+//! them to topic-safe characters.
 //!
 //! Session topics (`session_topics`) allow publish and receive on the topics
 //! they match, and subscribe and unsubscribe with the filters they cover.
@@ -212,9 +221,14 @@ fn glob(pattern: &str, text: &str) -> bool {
 }
 
 /// May a client-chosen or session value be substituted into a filter? It may
-/// not add levels or wildcards, nor start a `$` topic such as `$SYS`.
+/// not add levels or wildcards, nor start a `$` topic such as `$SYS`, nor
+/// carry control characters (MQTT forbids U+0000 in topics, and a
+/// certificate CN may hold any of them).
 fn safe_value(v: &str) -> bool {
-    !v.is_empty() && !v.starts_with('$') && !v.contains(['/', '+', '#'])
+    !v.is_empty()
+        && !v.starts_with('$')
+        && !v.contains(['/', '+', '#'])
+        && !v.chars().any(char::is_control)
 }
 
 /// Substitute placeholders; `None` if a value is unsafe or missing.
@@ -508,6 +522,16 @@ mod tests {
                 Access::Publish,
                 "devices/#/telemetry",
                 &[("cert_cn", "#")]
+            )
+        ));
+        assert!(!allowed(
+            &p,
+            &req(
+                "any",
+                None,
+                Access::Publish,
+                "devices/a\u{0}b/telemetry",
+                &[("cert_cn", "a\u{0}b")]
             )
         ));
         assert!(

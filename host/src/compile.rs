@@ -1,0 +1,59 @@
+//! Module bytes → a compiled component checked against a contract version.
+//!
+//! The bytes must be a component, its imports must be satisfiable by the
+//! host (the `host` interface and the locked-down WASI) and its exports must
+//! match the `policy` world of a version the host knows (`wit/`).
+
+use std::path::Path;
+
+use wasmtime::component::Component;
+
+use crate::engine::PolicyEngine;
+use crate::error::LoadError;
+use crate::wit::PolicyPre;
+
+/// Largest module file accepted.
+pub const MAX_MODULE_BYTES: usize = 64 << 20;
+
+/// Read a module file, with errors naming the file.
+pub fn read_module(path: &Path) -> Result<Vec<u8>, LoadError> {
+    let read_err = |source| LoadError::Read {
+        path: path.to_owned(),
+        source,
+    };
+    let len = std::fs::metadata(path).map_err(read_err)?.len();
+    if len > MAX_MODULE_BYTES as u64 {
+        return Err(read_err(std::io::Error::other(format!(
+            "module is {len} bytes, over the {MAX_MODULE_BYTES} byte limit"
+        ))));
+    }
+    std::fs::read(path).map_err(read_err)
+}
+
+/// Compile `bytes` to a component (the world is checked separately).
+pub(crate) fn compile_component(
+    engine: &PolicyEngine,
+    policy: &str,
+    origin: &str,
+    bytes: &[u8],
+) -> Result<Component, LoadError> {
+    Component::new(engine.wasmtime(), bytes).map_err(|e| LoadError::NotAComponent {
+        policy: policy.to_owned(),
+        module: origin.to_owned(),
+        message: format!("{e:#}"),
+    })
+}
+
+/// Check a compiled component against the `policy` world and pre-link it.
+pub(crate) fn pre_instantiate(
+    engine: &PolicyEngine,
+    policy: &str,
+    origin: &str,
+    component: &Component,
+) -> Result<PolicyPre, LoadError> {
+    PolicyPre::new(engine.linker(), component).map_err(|e| LoadError::WrongWorld {
+        policy: policy.to_owned(),
+        module: origin.to_owned(),
+        message: format!("{e:#}"),
+    })
+}
