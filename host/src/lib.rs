@@ -98,3 +98,8 @@ pub use stats::StatsSnapshot;
 pub use verdict::{ConnectVerdict, Deny, DenyReason, Grant, TopicVerdict};
 pub use wasm_policy::WasmPolicy;
 pub use wit::VERSIONS as API_VERSIONS;
+
+/// The README's Rust examples, compiled as doc tests so they cannot rot.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+struct ReadmeExamples;
