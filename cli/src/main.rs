@@ -14,7 +14,7 @@
 //! printing one JSON line per load attempt: an operator's way to try a chain
 //! change before a broker picks it up.
 
-use mqtt_policy_cli::{check, watch};
+use mqtt_policy_cli::{check, passwd, watch};
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -60,6 +60,34 @@ enum Command {
         #[arg(long, default_value_t = 200)]
         debounce_ms: u64,
     },
+    /// Create or update a user in a password file (like mosquitto_passwd).
+    ///
+    /// The password is asked twice on the terminal without echo, or read
+    /// from the first line of standard input with --stdin; it is never taken
+    /// from the command line.
+    Passwd {
+        /// The password file (`user:hash` lines).
+        file: PathBuf,
+        /// The user to add, update or delete.
+        username: String,
+        /// Start a new file (replacing any file of that name).
+        #[arg(short = 'c', long)]
+        create: bool,
+        /// Delete the user instead.
+        #[arg(short = 'D', long, conflicts_with_all = ["create", "stdin"])]
+        delete: bool,
+        /// Read the password from standard input (first line).
+        #[arg(long)]
+        stdin: bool,
+        /// Hash format: argon2id (recommended) or pbkdf2 (Mosquitto's $7$,
+        /// which Mosquitto 2.0 itself also reads).
+        #[arg(long, value_enum, default_value_t = passwd::Format::Argon2id)]
+        format: passwd::Format,
+        /// PBKDF2 iterations for --format pbkdf2 (OWASP's figure for
+        /// PBKDF2-HMAC-SHA512; Mosquitto 2.0 writes 101).
+        #[arg(long, default_value_t = 210_000)]
+        iterations: u32,
+    },
 }
 
 fn main() -> ExitCode {
@@ -103,5 +131,22 @@ fn run(command: Command) -> anyhow::Result<()> {
             cache_dir,
             std::time::Duration::from_millis(debounce_ms),
         ),
+        Command::Passwd {
+            file,
+            username,
+            create,
+            delete,
+            stdin,
+            format,
+            iterations,
+        } => passwd::run(&passwd::Options {
+            file: &file,
+            username: &username,
+            create,
+            delete,
+            stdin,
+            format,
+            iterations,
+        }),
     }
 }

@@ -403,3 +403,103 @@ fn watch_reloads_on_sighup_and_file_changes() -> anyhow::Result<()> {
     assert!(status.success(), "{status}");
     Ok(())
 }
+
+fn passwd(args: &[&str], stdin: &str) -> anyhow::Result<Run> {
+    use std::io::Write as _;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_mqtt-policy"))
+        .arg("passwd")
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()?;
+    if let Some(mut input) = child.stdin.take() {
+        input.write_all(stdin.as_bytes())?;
+    }
+    let out = child.wait_with_output()?;
+    Ok(Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    })
+}
+
+#[test]
+fn passwd_writes_files_the_password_policy_reads() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let file = dir.path().join("passwd");
+    let f = file.to_string_lossy().into_owned();
+    let run = passwd(&["--create", "--stdin", &f, "alice"], "alice-secret\n")?;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let run = passwd(
+        &[
+            "--stdin",
+            "--format",
+            "pbkdf2",
+            "--iterations",
+            "1000",
+            &f,
+            "bob",
+        ],
+        "bob-secret\n",
+    )?;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let text = std::fs::read_to_string(&file)?;
+    assert!(
+        text.contains("alice:$argon2id$v=19$m=19456,t=2,p=1$"),
+        "{text}"
+    );
+    assert!(text.contains("bob:$7$1000$"), "{text}");
+    assert!(!text.contains("secret"), "no plaintext in the file");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        assert_eq!(
+            std::fs::metadata(&file)?.permissions().mode() & 0o777,
+            0o600
+        );
+    }
+    // Updating a user replaces its line; the others stay.
+    let run = passwd(&["--stdin", &f, "alice"], "alice-rotated\n")?;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(std::fs::read_to_string(&file)?.lines().count(), 2);
+
+    let chain = write_chain(
+        dir.path(),
+        &format!(
+            "[[policy]]\nname = \"passwords\"\nmodule = {}\ndeadline_ms = 250\n[policy.files]\npassword_file = \"passwd\"\n",
+            toml_str(guests::PASSWORD)
+        ),
+    )?;
+    for (user, password, verdict, code) in [
+        ("alice", "alice-rotated", "allow", 0),
+        ("alice", "alice-secret", "deny", 4),
+        ("bob", "bob-secret", "allow", 0),
+    ] {
+        let req = write(
+            dir.path(),
+            "req.json",
+            &json!({"connect": {"client_id": "c", "username": user, "password": password}}),
+        )?;
+        let r = check(&chain, &req)?;
+        assert_eq!(r["connect"]["verdict"], verdict, "{user}/{password}");
+        assert_eq!(r["connect"]["code"], code, "{user}/{password}");
+    }
+
+    // Deleting, and what is refused.
+    assert_eq!(passwd(&["-D", &f, "bob"], "")?.code, 0);
+    assert_eq!(std::fs::read_to_string(&file)?.lines().count(), 1);
+    let no_tty = passwd(&[&f, "carol"], "")?;
+    assert_eq!(no_tty.code, 2);
+    assert!(no_tty.stderr.contains("--stdin"), "{}", no_tty.stderr);
+    let colon = passwd(&["--stdin", &f, "a:b"], "x\n")?;
+    assert_eq!(colon.code, 2);
+    assert!(colon.stderr.contains("':'"), "{}", colon.stderr);
+    let missing = passwd(
+        &["--stdin", &dir.path().join("nope").to_string_lossy(), "x"],
+        "y\n",
+    )?;
+    assert!(missing.stderr.contains("--create"), "{}", missing.stderr);
+    assert!(run.stdout.is_empty());
+    Ok(())
+}

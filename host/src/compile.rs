@@ -15,19 +15,10 @@ use crate::wit::PolicyPre;
 /// Largest module file accepted.
 pub const MAX_MODULE_BYTES: usize = 64 << 20;
 
-/// Read a module file, with errors naming the file.
+/// Read a module file (a regular file of at most [`MAX_MODULE_BYTES`]),
+/// with errors naming the file.
 pub fn read_module(path: &Path) -> Result<Vec<u8>, LoadError> {
-    let read_err = |source| LoadError::Read {
-        path: path.to_owned(),
-        source,
-    };
-    let len = std::fs::metadata(path).map_err(read_err)?.len();
-    if len > MAX_MODULE_BYTES as u64 {
-        return Err(read_err(std::io::Error::other(format!(
-            "module is {len} bytes, over the {MAX_MODULE_BYTES} byte limit"
-        ))));
-    }
-    std::fs::read(path).map_err(read_err)
+    crate::files::read_regular(path, MAX_MODULE_BYTES as u64)
 }
 
 /// Compile `bytes` to a component (the world is checked separately).

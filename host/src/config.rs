@@ -12,6 +12,12 @@
 //! on_error = "deny"                     # deny (default) | allow | skip
 //! [policy.config]                       # handed to init() as JSON
 //! thumbprints = ["3A:7F:..."]
+//!
+//! [[policy]]
+//! name = "passwords"
+//! module = "policies/password.wasm"
+//! [policy.files]                        # config key = file whose text is its value
+//! password_file = "/etc/mosquitto/passwd"
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -67,6 +73,13 @@ pub struct PolicyConfig {
     pub module: PathBuf,
     #[serde(default)]
     pub config: toml::Table,
+    /// Config keys whose values the host reads from files (paths relative to
+    /// the chain file): a policy's large or secret data (a password file, an
+    /// ACL file, a JWKS) kept out of the chain file. Policies have no
+    /// filesystem; the host hands each file's text to `init` under its key,
+    /// and a reload follows changes to these files like to modules.
+    #[serde(default)]
+    pub files: std::collections::BTreeMap<String, PathBuf>,
     #[serde(default)]
     pub on_error: FailureMode,
     pub deadline_ms: Option<f64>,
@@ -77,10 +90,7 @@ impl ChainConfig {
     /// Read and validate a chain file. Module paths stay as written; resolve
     /// them with [`ChainConfig::module_path`].
     pub fn from_file(path: &Path) -> Result<Self, LoadError> {
-        let text = std::fs::read_to_string(path).map_err(|source| LoadError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
+        let text = crate::files::read_regular_text(path, crate::files::MAX_CHAIN_FILE_BYTES)?;
         Self::from_toml(&text, path)
     }
 
@@ -95,6 +105,12 @@ impl ChainConfig {
         for p in &config.policies {
             if p.name.trim().is_empty() {
                 return Err(bad("a [[policy]] has an empty name".into()));
+            }
+            if let Some(key) = p.files.keys().find(|k| p.config.contains_key(*k)) {
+                return Err(bad(format!(
+                    "policy \"{}\": \"{key}\" is given both in [policy.config] and in [policy.files]",
+                    p.name
+                )));
             }
             config.policy_limits(p).map_err(&bad)?;
         }
@@ -123,8 +139,17 @@ impl ChainConfig {
         )
     }
 
-    /// Where a policy's module is: relative paths are taken from the
-    /// directory of the config file.
+    /// The data files each policy names, resolved like module paths.
+    pub fn data_files(&self, config_file: &Path) -> Vec<PathBuf> {
+        self.policies
+            .iter()
+            .flat_map(|p| p.files.values())
+            .map(|f| Self::module_path(config_file, f))
+            .collect()
+    }
+
+    /// Where a policy's module (or data file) is: relative paths are taken
+    /// from the directory of the config file.
     pub fn module_path(config_file: &Path, module: &Path) -> PathBuf {
         if module.is_absolute() {
             module.to_owned()
@@ -145,6 +170,7 @@ impl std::fmt::Debug for PolicyConfig {
             .field("name", &self.name)
             .field("module", &self.module)
             .field("config_keys", &keys)
+            .field("files", &self.files)
             .field("on_error", &self.on_error)
             .field("deadline_ms", &self.deadline_ms)
             .field("memory_limit_mb", &self.memory_limit_mb)

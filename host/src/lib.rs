@@ -62,6 +62,7 @@ mod config;
 mod decision;
 mod engine;
 mod error;
+mod files;
 pub mod limits;
 mod loader;
 mod policy;
@@ -85,6 +86,7 @@ pub use decision::{
 };
 pub use engine::{EngineBuilder, PolicyEngine};
 pub use error::{CertError, LoadError, PolicyError, ProtocolError};
+pub use files::{MAX_CHAIN_FILE_BYTES, MAX_DATA_FILE_BYTES};
 pub use limits::Limits;
 pub use policy::Policy;
 pub use reload::{

@@ -13,15 +13,18 @@ use std::sync::Arc;
 use crate::cache::{CacheSource, ComponentCache, ModuleHash};
 use crate::chain::Chain;
 use crate::compile::read_module;
-use crate::config::ChainConfig;
+use crate::config::{ChainConfig, PolicyConfig};
 use crate::engine::PolicyEngine;
 use crate::error::LoadError;
+use crate::files::{MAX_DATA_FILE_BYTES, read_regular_text};
 use crate::wasm_policy::{WasmPolicy, check_memory};
 
 /// A chain just loaded, with where each of its modules came from.
 pub(crate) struct LoadedChain {
     pub(crate) chain: Chain,
     pub(crate) modules: Vec<LoadedModule>,
+    /// The policy data files read for this chain.
+    pub(crate) data_files: Vec<PathBuf>,
 }
 
 pub(crate) struct LoadedModule {
@@ -48,6 +51,7 @@ pub(crate) fn load_chain(
         .decision_log_every(config.decision_log_every.unwrap_or(100))
         .generation(generation);
     let mut modules = Vec::with_capacity(config.policies.len());
+    let mut data_files = Vec::new();
     for p in &config.policies {
         let limits = config.policy_limits(p).map_err(bad)?;
         check_memory(engine, &p.name, limits)?;
@@ -55,21 +59,44 @@ pub(crate) fn load_chain(
         let origin = path.display().to_string();
         let bytes = read_module(&path)?;
         let (component, hash, source) = cache.get_or_compile(engine, &p.name, &origin, &bytes)?;
-        let policy = WasmPolicy::from_component(
-            engine,
-            &p.name,
-            &origin,
-            &component,
-            &p.config_json(),
-            limits,
-        )?;
+        let config_json = config_with_files(p, config_path, &mut data_files)?;
+        let policy =
+            WasmPolicy::from_component(engine, &p.name, &origin, &component, &config_json, limits)?;
         builder = builder.policy_with(&p.name, Arc::new(policy), p.on_error);
         modules.push(LoadedModule { path, hash, source });
     }
     Ok(LoadedChain {
         chain: builder.build()?,
         modules,
+        data_files,
     })
+}
+
+/// The policy's config JSON with each `[policy.files]` entry's text under
+/// its key. A file that cannot be read fails the load, naming it.
+fn config_with_files(
+    p: &PolicyConfig,
+    config_path: &Path,
+    read: &mut Vec<PathBuf>,
+) -> Result<String, LoadError> {
+    if p.files.is_empty() {
+        return Ok(p.config_json());
+    }
+    let mut object = serde_json::Map::new();
+    for (key, value) in &p.config {
+        let value = serde_json::to_value(value).map_err(|e| LoadError::Config {
+            path: config_path.to_owned(),
+            message: format!("policy \"{}\": config key \"{key}\": {e}", p.name),
+        })?;
+        object.insert(key.clone(), value);
+    }
+    for (key, file) in &p.files {
+        let path = ChainConfig::module_path(config_path, file);
+        let text = read_regular_text(&path, MAX_DATA_FILE_BYTES)?;
+        read.push(path);
+        object.insert(key.clone(), serde_json::Value::String(text));
+    }
+    Ok(serde_json::Value::Object(object).to_string())
 }
 
 impl Chain {

@@ -170,6 +170,12 @@ fn load(
     let config = ChainConfig::from_file(config_path)?;
     let loaded = load_chain(engine, &config, config_path, cache, generation)?;
     let mut files = vec![config_path.to_owned()];
+    files.extend(
+        loaded
+            .data_files
+            .iter()
+            .map(|f| std::path::absolute(f).unwrap_or_else(|_| f.clone())),
+    );
     let mut sources = ModuleSources::default();
     let mut keep = HashSet::new();
     for m in &loaded.modules {
@@ -271,11 +277,14 @@ impl PolicyHost {
             return files;
         };
         if let Ok(config) = ChainConfig::from_file(path) {
-            for p in &config.policies {
-                let module = ChainConfig::module_path(path, &p.module);
-                let module = std::path::absolute(&module).unwrap_or(module);
-                if !files.contains(&module) {
-                    files.push(module);
+            let modules = config
+                .policies
+                .iter()
+                .map(|p| ChainConfig::module_path(path, &p.module));
+            for file in modules.chain(config.data_files(path)) {
+                let file = std::path::absolute(&file).unwrap_or(file);
+                if !files.contains(&file) {
+                    files.push(file);
                 }
             }
         }

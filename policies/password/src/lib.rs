@@ -388,6 +388,47 @@ impl StoredHash {
         })
     }
 
+    /// Hash `password` with argon2id at OWASP's recommended parameters
+    /// (`m=19456,t=2,p=1`, 32-byte output) and `salt` (8 to 64 random bytes):
+    /// what `mqtt-policy passwd` writes by default.
+    pub fn new_argon2id(password: &[u8], salt: &[u8]) -> Result<StoredHash, String> {
+        salt_ok(salt)?;
+        let (memory_kib, passes, lanes) = (19_456, 2, 1);
+        let params = Params::new(memory_kib, passes, lanes, Some(32)).map_err(|e| e.to_string())?;
+        let mut hash = vec![0u8; 32];
+        let blocks = vec![Block::default(); params.block_count()];
+        Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
+            .hash_password_into_with_memory(password, salt, &mut hash, blocks)
+            .map_err(|e| e.to_string())?;
+        Ok(StoredHash::Argon2id {
+            version: Version::V0x13,
+            memory_kib,
+            passes,
+            lanes,
+            salt: salt.to_vec(),
+            hash,
+        })
+    }
+
+    /// Hash `password` as Mosquitto's `$7$` (PBKDF2-HMAC-SHA512) with
+    /// `iterations` rounds (1 to [`MAX_PBKDF2_ITERATIONS`]) and `salt`: a
+    /// line Mosquitto 2.0 itself reads.
+    pub fn new_pbkdf2(password: &[u8], salt: &[u8], iterations: u32) -> Result<StoredHash, String> {
+        salt_ok(salt)?;
+        if !(1..=MAX_PBKDF2_ITERATIONS).contains(&iterations) {
+            return Err(format!(
+                "iterations must be 1 to {MAX_PBKDF2_ITERATIONS}, got {iterations}"
+            ));
+        }
+        let mut hash = vec![0u8; SHA512_LEN];
+        pbkdf2::pbkdf2_hmac::<Sha512>(password, salt, iterations, &mut hash);
+        Ok(StoredHash::Pbkdf2Sha512 {
+            iterations,
+            salt: salt.to_vec(),
+            hash,
+        })
+    }
+
     /// Does `password` hash to this? The comparison is constant-time.
     pub fn verify(&self, password: &[u8]) -> bool {
         match self {
@@ -426,6 +467,46 @@ impl StoredHash {
                     .is_ok()
                     && bool::from(derived.as_slice().ct_eq(hash))
             }
+        }
+    }
+}
+
+/// The hash as a password file line's hash field, in the form it was parsed
+/// from (and in which `mosquitto_passwd` or the `argon2` CLI write it).
+impl std::fmt::Display for StoredHash {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use base64::Engine as _;
+        match self {
+            StoredHash::Sha512 { salt, hash } => write!(
+                f,
+                "$6${}${}",
+                MOSQUITTO_B64.encode(salt),
+                MOSQUITTO_B64.encode(hash)
+            ),
+            StoredHash::Pbkdf2Sha512 {
+                iterations,
+                salt,
+                hash,
+            } => write!(
+                f,
+                "$7${iterations}${}${}",
+                MOSQUITTO_B64.encode(salt),
+                MOSQUITTO_B64.encode(hash)
+            ),
+            StoredHash::Argon2id {
+                version,
+                memory_kib,
+                passes,
+                lanes,
+                salt,
+                hash,
+            } => write!(
+                f,
+                "$argon2id$v={}$m={memory_kib},t={passes},p={lanes}${}${}",
+                u32::from(*version),
+                PHC_B64.encode(salt),
+                PHC_B64.encode(hash)
+            ),
         }
     }
 }
