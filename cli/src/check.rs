@@ -11,6 +11,9 @@ use mqtt_policy_host::{
 };
 use serde::{Deserialize, Serialize};
 
+/// Largest request file read.
+const MAX_REQUEST_FILE_BYTES: u64 = 1 << 20;
+
 fn default_protocol() -> u8 {
     4
 }
@@ -197,8 +200,8 @@ pub fn prepare(file: RequestFile, base_dir: &Path) -> anyhow::Result<Prepared> {
 }
 
 /// Load the chain, read the request, evaluate, and build the report.
-pub fn run(config: &Path, request_path: &Path) -> anyhow::Result<Report> {
-    let text = std::fs::read_to_string(request_path)
+pub fn run(config: &Path, request_path: &Path, cache_dir: Option<&Path>) -> anyhow::Result<Report> {
+    let text = mqtt_policy_host::read_regular_text(request_path, MAX_REQUEST_FILE_BYTES)
         .with_context(|| format!("cannot read request file {}", request_path.display()))?;
     let file = parse_request(&text)
         .with_context(|| format!("invalid request file {}", request_path.display()))?;
@@ -206,10 +209,24 @@ pub fn run(config: &Path, request_path: &Path) -> anyhow::Result<Report> {
         file,
         request_path.parent().unwrap_or_else(|| Path::new(".")),
     )?;
-    let host = PolicyHost::builder(config)
+    let mut builder = PolicyHost::builder(config);
+    if let Some(dir) = cache_dir {
+        builder = builder.disk_cache(dir);
+    }
+    let host = builder
         .build()
         .with_context(|| format!("cannot load chain {}", config.display()))?;
     evaluate(&host, &prepared)
+}
+
+/// Where `check` keeps compiled modules unless told otherwise:
+/// `$XDG_CACHE_HOME/mqtt-policy`, else `~/.cache/mqtt-policy`.
+pub fn default_cache_dir() -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
+    Some(base.join("mqtt-policy"))
 }
 
 /// Evaluate a prepared request as a broker would through the session API:
@@ -299,7 +316,7 @@ fn connect_request(c: &ConnectInput, base: &Path) -> anyhow::Result<ConnectReque
     for f in &c.certificate_files {
         let path = base.join(f);
         blobs.push(
-            std::fs::read(&path)
+            mqtt_policy_host::read_regular(&path, cert::MAX_INPUT_BYTES as u64)
                 .with_context(|| format!("cannot read certificate file {}", path.display()))?,
         );
     }

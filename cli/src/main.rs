@@ -47,6 +47,13 @@ enum Command {
         /// Print the result on one line.
         #[arg(long)]
         compact: bool,
+        /// Keep compiled modules here between runs (default:
+        /// $XDG_CACHE_HOME/mqtt-policy or ~/.cache/mqtt-policy).
+        #[arg(long, conflicts_with = "no_cache")]
+        cache_dir: Option<PathBuf>,
+        /// Compile every module afresh and keep nothing on disk.
+        #[arg(long)]
+        no_cache: bool,
     },
     /// Keep a chain loaded; reload on file changes and SIGHUP; exit on SIGINT/SIGTERM.
     Watch {
@@ -112,8 +119,15 @@ fn run(command: Command) -> anyhow::Result<()> {
             config,
             request,
             compact,
+            cache_dir,
+            no_cache,
         } => {
-            let report = check::run(&config, &request)?;
+            let cache_dir = match (no_cache, cache_dir) {
+                (true, _) => None,
+                (false, Some(dir)) => Some(dir),
+                (false, None) => check::default_cache_dir(),
+            };
+            let report = check::run(&config, &request, cache_dir.as_deref())?;
             let text = if compact {
                 serde_json::to_string(&report)?
             } else {

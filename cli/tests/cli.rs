@@ -503,3 +503,46 @@ fn passwd_writes_files_the_password_policy_reads() -> anyhow::Result<()> {
     assert!(run.stdout.is_empty());
     Ok(())
 }
+
+#[test]
+fn fifos_and_devices_are_refused_not_read() -> anyhow::Result<()> {
+    let (dir, config) = setup()?;
+    let fifo = dir.path().join("request.fifo");
+    let made = Command::new("mkfifo").arg(&fifo).status()?;
+    anyhow::ensure!(made.success(), "mkfifo failed");
+    let started = std::time::Instant::now();
+    let run = mqtt_policy(&[
+        "check",
+        "--config",
+        &config.to_string_lossy(),
+        &fifo.to_string_lossy(),
+    ])?;
+    assert_eq!(run.code, 2);
+    assert!(run.stderr.contains("not a regular file"), "{}", run.stderr);
+    let chain = write_chain(
+        dir.path(),
+        "[[policy]]\nname = \"zero\"\nmodule = \"/dev/zero\"\n",
+    )?;
+    let req = write(
+        dir.path(),
+        "r.json",
+        &json!({"connect": {"client_id": "c"}}),
+    )?;
+    let run = mqtt_policy(&[
+        "check",
+        "--config",
+        &chain.to_string_lossy(),
+        &req.to_string_lossy(),
+    ])?;
+    assert_eq!(run.code, 2);
+    assert!(
+        run.stderr.contains("/dev/zero") && run.stderr.contains("not a regular file"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(30),
+        "nothing blocked"
+    );
+    Ok(())
+}

@@ -79,6 +79,7 @@ impl ComponentCache {
             path: dir.clone(),
             source,
         })?;
+        check_trusted(&dir)?;
         Ok(Self {
             memory: Mutex::default(),
             disk: Some(dir),
@@ -175,16 +176,103 @@ fn read_entry(engine: &PolicyEngine, path: &Path) -> Option<Component> {
 /// since the cache is an optimisation.
 fn write_entry(component: &Component, path: &Path) {
     let result = (|| -> Result<(), String> {
+        use std::io::Write as _;
         let body = component.serialize().map_err(|e| format!("{e:#}"))?;
         let mut data = Vec::with_capacity(MAGIC.len() + 32 + body.len());
         data.extend_from_slice(MAGIC);
         data.extend_from_slice(&Sha256::digest(&body));
         data.extend_from_slice(&body);
         let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-        std::fs::write(&tmp, &data).map_err(|e| e.to_string())?;
+        // Exclusive create: never write through a file (or link) someone
+        // planted under the temp name; owner-only, like the directory.
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let _ = std::fs::remove_file(&tmp);
+        let mut file = options.open(&tmp).map_err(|e| e.to_string())?;
+        file.write_all(&data).map_err(|e| e.to_string())?;
+        drop(file);
         std::fs::rename(&tmp, path).map_err(|e| e.to_string())
     })();
     if let Err(e) = result {
         tracing::warn!(target: "mqtt_policy::cache", path = %path.display(), "cannot write cache entry: {e}");
+    }
+}
+
+/// The cache holds native code the host will run: refuse a directory that
+/// someone else could write to (group- or world-writable, or owned by
+/// another user), as ssh does for its keys.
+fn check_trusted(dir: &Path) -> Result<(), LoadError> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt as _;
+        let refuse = |why: String| LoadError::Read {
+            path: dir.to_owned(),
+            source: std::io::Error::new(std::io::ErrorKind::PermissionDenied, why),
+        };
+        let meta = std::fs::metadata(dir).map_err(|source| LoadError::Read {
+            path: dir.to_owned(),
+            source,
+        })?;
+        if !meta.is_dir() {
+            return Err(refuse("the cache path is not a directory".into()));
+        }
+        if meta.mode() & 0o022 != 0 {
+            return Err(refuse(format!(
+                "the cache directory is writable by others (mode {:o}); it holds native code: chmod 700 it",
+                meta.mode() & 0o777
+            )));
+        }
+        // Our own uid without `unsafe` libc calls: the owner of a file we
+        // create (which also proves the directory is writable).
+        let probe = dir.join(format!(".owner-probe-{}", std::process::id()));
+        let made = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&probe)
+            .and_then(|f| f.metadata());
+        let _ = std::fs::remove_file(&probe);
+        let me = made
+            .map_err(|source| LoadError::Read {
+                path: dir.to_owned(),
+                source,
+            })?
+            .uid();
+        if meta.uid() != me {
+            return Err(refuse(format!(
+                "the cache directory is owned by uid {}, not by this user (uid {me})",
+                meta.uid()
+            )));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    #[cfg(unix)]
+    fn a_cache_directory_others_can_write_is_refused() -> Result<(), Box<dyn std::error::Error>> {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir()?;
+        let cache = dir.path().join("cache");
+        ComponentCache::with_disk(&cache)?;
+        let mode = std::fs::metadata(&cache)?.permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700);
+        for open in [0o777, 0o770, 0o702] {
+            std::fs::set_permissions(&cache, std::fs::Permissions::from_mode(open))?;
+            let err = ComponentCache::with_disk(&cache)
+                .err()
+                .map(|e| e.to_string());
+            assert!(
+                err.is_some_and(|e| e.contains("writable by others")),
+                "{open:o}"
+            );
+        }
+        Ok(())
     }
 }

@@ -13,8 +13,9 @@ pub const MAX_CHAIN_FILE_BYTES: u64 = 1 << 20;
 /// Largest policy data file accepted (a password file, an ACL file, a JWKS).
 pub const MAX_DATA_FILE_BYTES: u64 = 16 << 20;
 
-/// Read `path` if it is a regular file of at most `max` bytes.
-pub(crate) fn read_regular(path: &Path, max: u64) -> Result<Vec<u8>, LoadError> {
+/// Read `path` if it is a regular file of at most `max` bytes: never blocks
+/// on a FIFO, never reads a device, never reads past `max`.
+pub fn read_regular(path: &Path, max: u64) -> Result<Vec<u8>, LoadError> {
     let err = |source: std::io::Error| LoadError::Read {
         path: path.to_owned(),
         source,
@@ -50,7 +51,7 @@ pub(crate) fn read_regular(path: &Path, max: u64) -> Result<Vec<u8>, LoadError> 
 }
 
 /// Read a text file (UTF-8) under the same rules.
-pub(crate) fn read_regular_text(path: &Path, max: u64) -> Result<String, LoadError> {
+pub fn read_regular_text(path: &Path, max: u64) -> Result<String, LoadError> {
     let bytes = read_regular(path, max)?;
     String::from_utf8(bytes).map_err(|e| LoadError::Read {
         path: path.to_owned(),

@@ -86,7 +86,7 @@ pub use decision::{
 };
 pub use engine::{EngineBuilder, PolicyEngine};
 pub use error::{CertError, LoadError, PolicyError, ProtocolError};
-pub use files::{MAX_CHAIN_FILE_BYTES, MAX_DATA_FILE_BYTES};
+pub use files::{MAX_CHAIN_FILE_BYTES, MAX_DATA_FILE_BYTES, read_regular, read_regular_text};
 pub use limits::Limits;
 pub use policy::Policy;
 pub use reload::{
