@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 
 rustup target add wasm32-wasip2 >/dev/null
 cargo build --release --target wasm32-wasip2 --target-dir target/wasm \
-  -p thumbprint-policy -p jwt-policy -p topic-list-policy
+  -p thumbprint-policy -p password-policy -p jwt-policy -p topic-list-policy
 cargo build --release -p mqtt-policy-cli
 
 for request in examples/requests/*.json; do

@@ -311,6 +311,7 @@ fn readme_examples_give_the_documented_verdicts() -> anyhow::Result<()> {
         ("thermostat-jwt.json", "allow", "jwt", 0),
         ("expired-jwt.json", "deny", "jwt", 4),
         ("anonymous.json", "deny", "(default)", 0x87),
+        ("password-user.json", "allow", "passwords", 0),
     ];
     for (file, verdict, decider, code) in expect {
         let r = check(&config, &root.join("examples/requests").join(file))?;
@@ -324,6 +325,12 @@ fn readme_examples_give_the_documented_verdicts() -> anyhow::Result<()> {
         .map(|a| a.iter().filter_map(|t| t["verdict"].as_str()).collect())
         .unwrap_or_default();
     assert_eq!(topics, vec!["allow", "deny", "allow", "deny"]);
+    let r = check(&config, &root.join("examples/requests/password-user.json"))?;
+    let codes: Vec<&Value> = r["topics"]
+        .as_array()
+        .map(|a| a.iter().map(|t| &t["code"]).collect())
+        .unwrap_or_default();
+    assert_eq!(codes, vec![&json!(0), &json!(1), &json!(0x87), &Value::Null]);
     Ok(())
 }
 
