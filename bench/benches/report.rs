@@ -161,6 +161,8 @@ fn main() -> anyhow::Result<()> {
         Some(&nat),
     );
 
+    passwords(&engine)?;
+
     println!("\n### Throughput: topic-check publish, one shared chain\n");
     println!("| threads | checks | wall time | checks/s |");
     println!("|---|---|---|---|");
@@ -302,5 +304,107 @@ fn main() -> anyhow::Result<()> {
     let jwt_instance = (rss_kib().saturating_sub(before + jwt_policy)) / 100;
     println!("| loaded jwt policy (1.5 MB module) | {jwt_policy} KiB |");
     println!("| extra warm instance of jwt | {jwt_instance} KiB |");
+    Ok(())
+}
+
+/// Connect-checks of the password policy, one user per hash format, wasm
+/// through the host against the same policy native, and the connects/s two
+/// threads sustain in wasm.
+fn passwords(engine: &PolicyEngine) -> anyhow::Result<()> {
+    use mqtt_policy_host::{ConnectRequest, Policy as _};
+    use password::StoredHash;
+    let salt = *b"bench-salt-16byt";
+    let lines = [
+        (
+            "argon2id m=19456 KiB, t=2, p=1 (`mqtt-policy passwd` default)",
+            "argon2",
+            StoredHash::new_argon2id(b"pw", &salt).map_err(anyhow::Error::msg)?,
+        ),
+        (
+            "`$7$` PBKDF2-SHA512, 101 iterations (`mosquitto_passwd` 2.0 default)",
+            "pbkdf2-101",
+            StoredHash::new_pbkdf2(b"pw", &salt, 101).map_err(anyhow::Error::msg)?,
+        ),
+        (
+            "`$7$` PBKDF2-SHA512, 210,000 iterations (`mqtt-policy passwd --format pbkdf2`)",
+            "pbkdf2-210k",
+            StoredHash::new_pbkdf2(b"pw", &salt, 210_000).map_err(anyhow::Error::msg)?,
+        ),
+    ];
+    // A `$6$` line as `mosquitto_passwd -H sha512` writes it (password "secret").
+    let sha512_line = "sha512:$6$0DPKm36CW55P2rQ/$wcE9A8qL/BPu3OxM3qJPI25kPKMllrRJBhpOdDY6im1BFC02GGJEAKVK1IwRwDPKEnPaXL7uJB4Z1xKZ6mz1cw==";
+    let mut file: Vec<String> = lines.iter().map(|(_, u, h)| format!("{u}:{h}")).collect();
+    file.push(sha512_line.to_owned());
+    let config = serde_json::json!({ "password_file": file.join("\n") }).to_string();
+    let limits = Limits {
+        deadline: Duration::from_millis(250),
+        ..Limits::default()
+    };
+    let wasm = WasmPolicy::from_bytes(
+        engine,
+        "passwords",
+        "password.wasm",
+        &std::fs::read(guests::PASSWORD)?,
+        &config,
+        limits,
+    )?;
+    wasm.prewarm(2).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let native = <password::PasswordPolicy as mqtt_policy_sdk::Policy>::new(&config)
+        .map_err(anyhow::Error::msg)?;
+    println!("\n### Connect-check by password hash format (right password, warm instance)\n");
+    println!(
+        "| hash | wasm median | wasm p99 | native median | native p99 | wasm/native | wasm connects/s, 2 threads |"
+    );
+    println!("|---|---|---|---|---|---|---|");
+    let mut cases: Vec<(&str, &str, &[u8])> = lines
+        .iter()
+        .map(|(what, user, _)| (*what, *user, b"pw".as_slice()))
+        .collect();
+    cases.push((
+        "`$6$` salted SHA-512 (`mosquitto_passwd -H sha512`, accepted with a warning)",
+        "sha512",
+        b"secret",
+    ));
+    for (what, user, password) in cases {
+        let request = ConnectRequest::new("bench")
+            .username(user)
+            .password(password);
+        let verdict = wasm
+            .connect_check(&request)
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        anyhow::ensure!(
+            matches!(verdict, mqtt_policy_host::ConnectVerdict::Allow(_)),
+            "{user}: {verdict:?}"
+        );
+        // About one second of samples per row, whatever the hash costs.
+        let once = Instant::now();
+        drop(black_box(wasm.connect_check(&request)));
+        let samples = (1.0 / once.elapsed().as_secs_f64().max(1e-6)).clamp(20.0, 20_000.0) as usize;
+        let w = latency(samples, || drop(black_box(wasm.connect_check(&request))));
+        let sdk_request = sdk_connect(&request);
+        let nat = latency(samples, || {
+            drop(black_box(native.connect_check(&sdk_request)))
+        });
+        let per_thread = samples.div_ceil(2).max(10);
+        let started = Instant::now();
+        std::thread::scope(|s| {
+            for _ in 0..2 {
+                s.spawn(|| {
+                    for _ in 0..per_thread {
+                        black_box(wasm.connect_check(black_box(&request)).is_ok());
+                    }
+                });
+            }
+        });
+        let rate = (2 * per_thread) as f64 / started.elapsed().as_secs_f64();
+        println!(
+            "| {what} | {} | {} | {} | {} | {:.1}× | {rate:.0} |",
+            us(w.median),
+            us(w.p99),
+            us(nat.median),
+            us(nat.p99),
+            w.median.as_secs_f64() / nat.median.as_secs_f64().max(1e-12)
+        );
+    }
     Ok(())
 }

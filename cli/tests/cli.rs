@@ -330,7 +330,10 @@ fn readme_examples_give_the_documented_verdicts() -> anyhow::Result<()> {
         .as_array()
         .map(|a| a.iter().map(|t| &t["code"]).collect())
         .unwrap_or_default();
-    assert_eq!(codes, vec![&json!(0), &json!(1), &json!(0x87), &Value::Null]);
+    assert_eq!(
+        codes,
+        vec![&json!(0), &json!(1), &json!(0x87), &Value::Null]
+    );
     Ok(())
 }
 
