@@ -9,10 +9,14 @@ as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 
 rustup target add wasm32-wasip2
 rustup component add rustfmt clippy
-if ! command -v openssl >/dev/null 2>&1; then
+missing=()
+command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+command -v mosquitto_passwd >/dev/null 2>&1 || missing+=(mosquitto)
+command -v mkfifo >/dev/null 2>&1 || missing+=(coreutils)
+if [ "${#missing[@]}" -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   as_root apt-get update -q
-  as_root apt-get install -y -q openssl
+  as_root apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi
 
 cargo fmt --all -- --check
