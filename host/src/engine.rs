@@ -112,6 +112,7 @@ impl EngineBuilder {
                 linker,
                 epoch_tick: self.epoch_tick,
                 max_memory_bytes: self.max_memory_bytes,
+                max_instances: self.max_instances,
                 pooling: self.pooling,
                 stop,
                 ticker: Some(ticker),
@@ -205,6 +206,7 @@ struct EngineInner {
     linker: Linker<StoreState>,
     epoch_tick: Duration,
     max_memory_bytes: usize,
+    max_instances: u32,
     pooling: bool,
     stop: Arc<AtomicBool>,
     ticker: Option<JoinHandle<()>>,
@@ -249,6 +251,12 @@ impl PolicyEngine {
 
     pub(crate) fn ticks(&self, deadline: Duration) -> u64 {
         deadline_ticks(deadline, self.inner.epoch_tick)
+    }
+
+    /// Most policy instances alive at once (the pool's size), or `None`
+    /// without the pooling allocator.
+    pub fn max_instances(&self) -> Option<u32> {
+        self.inner.pooling.then_some(self.inner.max_instances)
     }
 
     /// The largest memory cap a policy may be given on this engine.

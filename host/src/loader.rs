@@ -50,6 +50,7 @@ pub(crate) fn load_chain(
         .default_verdict(config.default)
         .decision_log_every(config.decision_log_every.unwrap_or(100))
         .generation(generation);
+    check_pool(engine, config.policies.len(), config_path)?;
     let mut modules = Vec::with_capacity(config.policies.len());
     let mut data_files = Vec::new();
     for p in &config.policies {
@@ -70,6 +71,31 @@ pub(crate) fn load_chain(
         modules,
         data_files,
     })
+}
+
+/// Instances each policy needs at once while a reload runs: the live
+/// chain's warm instance and the new chain's, plus one check in flight.
+const INSTANCES_PER_POLICY_IN_RELOAD: u64 = 3;
+
+/// A reload builds the new chain while the old one serves, so both must fit
+/// the engine's instance pool: refuse a chain that could load once but never
+/// reload, with the number to configure.
+fn check_pool(engine: &PolicyEngine, policies: usize, config_path: &Path) -> Result<(), LoadError> {
+    let Some(pool) = engine.max_instances() else {
+        return Ok(());
+    };
+    let needed = (policies as u64).saturating_mul(INSTANCES_PER_POLICY_IN_RELOAD);
+    if needed > u64::from(pool) {
+        return Err(LoadError::Config {
+            path: config_path.to_owned(),
+            message: format!(
+                "{policies} policies need room for {needed} instances during a reload, \
+                 over the engine's pool of {pool}: build the engine with \
+                 PolicyEngine::builder().max_instances({needed}) or more"
+            ),
+        });
+    }
+    Ok(())
 }
 
 /// The policy's config JSON with each `[policy.files]` entry's text under

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use arc_swap::ArcSwap;
 
-use crate::cache::{CacheSource, ComponentCache};
+use crate::cache::{CacheSource, ComponentCache, ModuleHash};
 use crate::chain::Chain;
 use crate::config::ChainConfig;
 use crate::decision::{ConnectDecision, TopicDecision};
@@ -79,6 +79,8 @@ struct Inner {
     status: Mutex<ReloadStatus>,
     /// Files the live chain was loaded from: the chain file and its modules.
     files: Mutex<Vec<PathBuf>>,
+    /// The live chain's modules: all the cache keeps after any reload.
+    live_modules: Mutex<HashSet<ModuleHash>>,
     /// One reload at a time.
     reloading: Mutex<()>,
 }
@@ -137,7 +139,13 @@ impl PolicyHostBuilder {
                 source,
             })?;
         let started = Instant::now();
-        let (chain, files, modules) = load(&engine, &config_path, &cache, 0)?;
+        let Loaded {
+            chain,
+            files,
+            sources: modules,
+            hashes,
+        } = load(&engine, &config_path, &cache, 0)?;
+        cache.retain(&hashes);
         let status = ReloadStatus {
             last_attempt: Some(SystemTime::now()),
             last_outcome: Some(ReloadOutcome::Loaded(0)),
@@ -153,13 +161,19 @@ impl PolicyHostBuilder {
                 current: ArcSwap::from_pointee(chain),
                 status: Mutex::new(status),
                 files: Mutex::new(files),
+                live_modules: Mutex::new(hashes),
                 reloading: Mutex::new(()),
             }),
         })
     }
 }
 
-type Loaded = (Chain, Vec<PathBuf>, ModuleSources);
+struct Loaded {
+    chain: Chain,
+    files: Vec<PathBuf>,
+    sources: ModuleSources,
+    hashes: HashSet<ModuleHash>,
+}
 
 fn load(
     engine: &PolicyEngine,
@@ -167,28 +181,43 @@ fn load(
     cache: &ComponentCache,
     generation: u64,
 ) -> Result<Loaded, LoadError> {
-    let config = ChainConfig::from_file(config_path)?;
-    let loaded = load_chain(engine, &config, config_path, cache, generation)?;
+    // Resolve symlinks once, so the chain file and everything it names
+    // relative to itself come from one snapshot: a Kubernetes ConfigMap swaps
+    // a `..data` directory link, and reading the chain file through the old
+    // link and a module through the new one would mix two versions.
+    let snapshot = std::fs::canonicalize(config_path).map_err(|source| LoadError::Read {
+        path: config_path.to_owned(),
+        source,
+    })?;
+    let config = ChainConfig::from_file(&snapshot)?;
+    let loaded = load_chain(engine, &config, &snapshot, cache, generation)?;
+    // Watch the paths as the operator named them (the links), not the
+    // snapshot, which is replaced by the next deployment.
+    let config_dir = config_path.parent().unwrap_or_else(|| Path::new("."));
+    let snapshot_dir = snapshot.parent().unwrap_or_else(|| Path::new("."));
+    let as_named = |f: &Path| match f.strip_prefix(snapshot_dir) {
+        Ok(rest) => config_dir.join(rest),
+        Err(_) => std::path::absolute(f).unwrap_or_else(|_| f.to_owned()),
+    };
     let mut files = vec![config_path.to_owned()];
-    files.extend(
-        loaded
-            .data_files
-            .iter()
-            .map(|f| std::path::absolute(f).unwrap_or_else(|_| f.clone())),
-    );
+    files.extend(loaded.data_files.iter().map(|f| as_named(f)));
     let mut sources = ModuleSources::default();
-    let mut keep = HashSet::new();
+    let mut hashes = HashSet::new();
     for m in &loaded.modules {
-        files.push(std::path::absolute(&m.path).unwrap_or_else(|_| m.path.clone()));
-        keep.insert(m.hash);
+        files.push(as_named(&m.path));
+        hashes.insert(m.hash);
         match m.source {
             CacheSource::Compiled => sources.compiled += 1,
             CacheSource::Memory => sources.memory += 1,
             CacheSource::Disk => sources.disk += 1,
         }
     }
-    cache.retain(&keep);
-    Ok((loaded.chain, files, sources))
+    Ok(Loaded {
+        chain: loaded.chain,
+        files,
+        sources,
+        hashes,
+    })
 }
 
 impl PolicyHost {
@@ -208,6 +237,7 @@ impl PolicyHost {
                 current: ArcSwap::from_pointee(chain),
                 status: Mutex::new(status),
                 files: Mutex::new(Vec::new()),
+                live_modules: Mutex::new(HashSet::new()),
                 reloading: Mutex::new(()),
             }),
         }
@@ -248,6 +278,12 @@ impl PolicyHost {
     /// The async face; runs inline (see [`Chain::topic_check_async`]).
     pub async fn topic_check_async(&self, request: &TopicRequest) -> TopicDecision {
         self.topic_check(request)
+    }
+
+    /// How many compiled components the host holds in memory: the live
+    /// chain's, never those of failed reloads.
+    pub fn cached_components(&self) -> usize {
+        self.inner.cache.len()
     }
 
     /// The reload state: generation, last attempt, outcome and error.
@@ -309,11 +345,19 @@ impl PolicyHost {
         let mut status = inner.status.lock().unwrap_or_else(|p| p.into_inner());
         status.last_attempt = Some(SystemTime::now());
         status.last_duration = started.elapsed();
+        let mut live = inner.live_modules.lock().unwrap_or_else(|p| p.into_inner());
         match result {
-            Ok((chain, files, modules)) => {
+            Ok(Loaded {
+                chain,
+                files,
+                sources: modules,
+                hashes,
+            }) => {
                 // Build everything first, then one pointer swap.
                 inner.current.store(Arc::new(chain));
                 *inner.files.lock().unwrap_or_else(|p| p.into_inner()) = files;
+                inner.cache.retain(&hashes);
+                *live = hashes;
                 status.generation = generation;
                 status.last_outcome = Some(ReloadOutcome::Loaded(generation));
                 status.last_error = None;
@@ -330,6 +374,9 @@ impl PolicyHost {
                 Ok(generation)
             }
             Err(e) => {
+                // Components compiled for the failed chain are not kept:
+                // a stream of failed deployments must not grow memory.
+                inner.cache.retain(&live);
                 status.last_outcome = Some(ReloadOutcome::Failed);
                 status.last_error = Some(e.to_string());
                 status.failures += 1;
@@ -396,6 +443,28 @@ const POLL: Duration = Duration::from_millis(25);
 struct Watched {
     dirs: HashSet<PathBuf>,
     files: Vec<PathBuf>,
+    /// What each file resolves to (through symlinks) and its size and
+    /// mtime, to notice a swap of a link somewhere in its path — a
+    /// Kubernetes ConfigMap replaces `..data`, an event on none of the
+    /// named paths.
+    fingerprints: Vec<Option<Fingerprint>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Fingerprint {
+    resolved: PathBuf,
+    len: u64,
+    modified: Option<SystemTime>,
+}
+
+fn fingerprint(path: &Path) -> Option<Fingerprint> {
+    let resolved = std::fs::canonicalize(path).ok()?;
+    let meta = std::fs::metadata(&resolved).ok()?;
+    Some(Fingerprint {
+        resolved,
+        len: meta.len(),
+        modified: meta.modified().ok(),
+    })
 }
 
 impl Watched {
@@ -423,15 +492,29 @@ impl Watched {
                 }
             }
         }
+        self.fingerprints = files.iter().map(|f| fingerprint(f)).collect();
         self.files = files;
     }
 
-    fn is_relevant(&self, event: &notify::Event) -> bool {
+    fn is_relevant(&mut self, event: &notify::Event) -> bool {
         use notify::EventKind::Access;
         use notify::event::{AccessKind, AccessMode};
         let kind_counts = !matches!(event.kind, Access(_))
             || matches!(event.kind, Access(AccessKind::Close(AccessMode::Write)));
-        kind_counts && event.paths.iter().any(|p| self.files.contains(p))
+        if !kind_counts {
+            return false;
+        }
+        if event.paths.iter().any(|p| self.files.contains(p)) {
+            return true;
+        }
+        // Something else in a watched directory changed: a file we watch
+        // may now resolve elsewhere (a swapped symlink).
+        let now: Vec<Option<Fingerprint>> = self.files.iter().map(|f| fingerprint(f)).collect();
+        if now != self.fingerprints {
+            self.fingerprints = now;
+            return true;
+        }
+        false
     }
 }
 

@@ -345,3 +345,107 @@ fn a_module_deployed_after_its_config_is_picked_up() -> anyhow::Result<()> {
     assert!(publish_allowed(&host, "x/y"));
     Ok(())
 }
+
+/// `bytes` with a custom section appended: the same component, new bytes
+/// (so a new cache key), as a redeployed build would be.
+fn with_custom_section(bytes: &[u8], n: u32) -> Vec<u8> {
+    let name = b"deploy";
+    let payload = n.to_le_bytes();
+    let mut out = bytes.to_vec();
+    out.push(0); // custom section id
+    out.push((1 + name.len() + payload.len()) as u8); // LEB128 size, < 128
+    out.push(name.len() as u8);
+    out.extend_from_slice(name);
+    out.extend_from_slice(&payload);
+    out
+}
+
+#[test]
+fn failed_reloads_do_not_keep_their_compiled_modules() -> anyhow::Result<()> {
+    let (dir, path, host) = setup("a/b")?;
+    assert_eq!(host.cached_components(), 1);
+    let guest = std::fs::read(guests::MISBEHAVE)?;
+    let rss_before = mqtt_policy_tests::rss_kib();
+    for n in 0..20 {
+        // A new module whose init refuses its config: compiled, then failed.
+        std::fs::write(dir.path().join("bad.wasm"), with_custom_section(&guest, n))?;
+        std::fs::write(
+            &path,
+            "[[policy]]\nname = \"bad\"\nmodule = \"bad.wasm\"\n[policy.config]\ninit = \"error\"\n",
+        )?;
+        assert!(host.reload().is_err());
+        assert_eq!(
+            host.cached_components(),
+            1,
+            "only the live chain's module stays after failed reload {n}"
+        );
+    }
+    let grown_mib = mqtt_policy_tests::rss_kib().saturating_sub(rss_before) / 1024;
+    assert!(
+        grown_mib < 64,
+        "20 failed reloads grew RSS by {grown_mib} MiB"
+    );
+    assert!(publish_allowed(&host, "a/b"), "the old chain still serves");
+    Ok(())
+}
+
+/// A Kubernetes ConfigMap volume: `chain.toml -> ..data/chain.toml`,
+/// `..data -> ..2026_a`; a deployment writes `..2026_b` and swaps `..data`.
+#[cfg(unix)]
+#[test]
+fn configmap_symlink_swaps_reload_one_consistent_snapshot() -> anyhow::Result<()> {
+    use std::os::unix::fs::symlink;
+    let dir = tempfile::tempdir()?;
+    let version = |name: &str, publish: &str| -> anyhow::Result<()> {
+        let d = dir.path().join(name);
+        std::fs::create_dir(&d)?;
+        std::fs::copy(guests::TOPIC_LIST, d.join("topics.wasm"))?;
+        std::fs::write(d.join("chain.toml"), chain_toml(publish, "topics.wasm"))?;
+        Ok(())
+    };
+    version("..2026_a", "old/topic")?;
+    symlink("..2026_a", dir.path().join("..data"))?;
+    symlink("..data/chain.toml", dir.path().join("chain.toml"))?;
+    symlink("..data/topics.wasm", dir.path().join("topics.wasm"))?;
+    let host = PolicyHost::builder(dir.path().join("chain.toml"))
+        .engine(crate::engine().clone())
+        .build()?;
+    let _watcher = host.watch(DEBOUNCE)?;
+    assert!(publish_allowed(&host, "old/topic"));
+
+    version("..2026_b", "new/topic")?;
+    symlink("..2026_b", dir.path().join("..data_tmp"))?;
+    std::fs::rename(dir.path().join("..data_tmp"), dir.path().join("..data"))?;
+    std::fs::remove_dir_all(dir.path().join("..2026_a"))?;
+    wait_for("the swapped ConfigMap to load", || host.generation() == 1)?;
+    assert!(publish_allowed(&host, "new/topic"));
+    assert!(!publish_allowed(&host, "old/topic"));
+    Ok(())
+}
+
+#[test]
+fn a_chain_too_big_to_ever_reload_is_refused_with_the_number_to_set() -> anyhow::Result<()> {
+    let engine = mqtt_policy_host::PolicyEngine::builder()
+        .max_instances(10)
+        .build()?;
+    let dir = tempfile::tempdir()?;
+    let policy = |i: usize| {
+        format!(
+            "[[policy]]\nname = \"p{i}\"\nmodule = {}\n[policy.config]\n[[policy.config.rules]]\npublish = [\"a\"]\n",
+            toml_str(guests::TOPIC_LIST)
+        )
+    };
+    let path = dir.path().join("chain.toml");
+    std::fs::write(&path, (0..4).map(policy).collect::<String>())?;
+    let err = PolicyHost::builder(&path)
+        .engine(engine.clone())
+        .build()
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(err.contains("max_instances(12)"), "{err}");
+    std::fs::write(&path, (0..3).map(policy).collect::<String>())?;
+    let host = PolicyHost::builder(&path).engine(engine).build()?;
+    assert_eq!(host.reload()?, 1, "three policies fit and reload");
+    Ok(())
+}
