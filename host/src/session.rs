@@ -237,3 +237,20 @@ impl Session {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn send_sync<T: Send + Sync>() {}
+
+    #[test]
+    fn sessions_and_hosts_cross_threads() {
+        // Adapters keep a session per connection and call it from whichever
+        // task or thread handles the packet; the host is shared by all.
+        send_sync::<Session>();
+        send_sync::<PolicyHost>();
+        send_sync::<TopicAnswer>();
+        send_sync::<Refused>();
+    }
+}
