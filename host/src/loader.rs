@@ -60,11 +60,14 @@ pub(crate) fn pre_instantiate(
     origin: &str,
     component: &Component,
 ) -> Result<PolicyPre, LoadError> {
-    PolicyPre::new(engine.linker(), component).map_err(|e| LoadError::WrongWorld {
-        policy: policy.to_owned(),
-        module: origin.to_owned(),
-        message: format!("{e:#}"),
-    })
+    engine
+        .linker_for(component)
+        .and_then(|linker| PolicyPre::new(&linker, component))
+        .map_err(|e| LoadError::WrongWorld {
+            policy: policy.to_owned(),
+            module: origin.to_owned(),
+            message: format!("{e:#}"),
+        })
 }
 
 /// A chain just loaded, with where each of its modules came from.
