@@ -42,9 +42,12 @@ pub(crate) fn pre_instantiate(
     origin: &str,
     component: &Component,
 ) -> Result<PolicyPre, LoadError> {
-    PolicyPre::new(engine.linker(), component).map_err(|e| LoadError::WrongWorld {
-        policy: policy.to_owned(),
-        module: origin.to_owned(),
-        message: format!("{e:#}"),
-    })
+    engine
+        .linker_for(component)
+        .and_then(|linker| PolicyPre::new(&linker, component))
+        .map_err(|e| LoadError::WrongWorld {
+            policy: policy.to_owned(),
+            module: origin.to_owned(),
+            message: format!("{e:#}"),
+        })
 }

@@ -1,14 +1,15 @@
 //! The one wasmtime engine a host shares across all policies and chains:
 //! component model on, epoch interruption for deadlines, the pooling instance
 //! allocator for fast instantiation, and a background thread that advances the
-//! epoch.
+//! epoch. Its linker holds only the contract's imports; what else a policy may
+//! import is `sandbox.rs`.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use wasmtime::component::Linker;
+use wasmtime::component::{Component, Linker};
 use wasmtime::{Config, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 use crate::error::LoadError;
@@ -86,9 +87,9 @@ impl EngineBuilder {
         }
         let engine = wasmtime::Engine::new(&config).map_err(engine_err)?;
 
+        // Only the contract's own imports here; each component's WASI imports
+        // are added per component at load (`sandbox.rs`).
         let mut linker = Linker::<StoreState>::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(engine_err)?;
-        forbid_stdio_and_blocking(&mut linker).map_err(engine_err)?;
         crate::wit::add_to_linker(&mut linker).map_err(engine_err)?;
 
         let stop = Arc::new(AtomicBool::new(false));
@@ -119,79 +120,6 @@ impl EngineBuilder {
             }),
         })
     }
-}
-
-/// The version of `wasi:io` that wasmtime-wasi links (and so the name to shadow).
-const WASI_IO: &str = "0.2.12";
-
-/// A call a policy may not make; the call traps with this message.
-#[derive(Debug, thiserror::Error)]
-#[error("policies may not call {0} (no stdio or waiting; use the host log import)")]
-pub(crate) struct Forbidden(pub(crate) &'static str);
-
-/// Replace `wasi:io/poll` and `wasi:io/streams` with functions that trap.
-///
-/// Policies need neither stdio nor waiting, and wasmtime-wasi's synchronous
-/// versions of these are unsafe for a broker: `poll`/`block` can put the
-/// thread to sleep where no deadline reaches it (the epoch only interrupts
-/// wasm code), and each of these calls runs a nested tokio `block_on`, which
-/// panics when the check runs on a tokio worker. A guest that prints, panics
-/// with a message, or sleeps therefore traps at once: a deny. Stream handles
-/// are still dropped synchronously so instances clean up.
-fn forbid_stdio_and_blocking(linker: &mut Linker<StoreState>) -> wasmtime::Result<()> {
-    use wasmtime::component::ResourceType;
-    use wasmtime_wasi::p2::{DynInputStream, DynOutputStream};
-
-    const POLL: &[&str] = &["poll", "[method]pollable.block", "[method]pollable.ready"];
-    const STREAMS: &[&str] = &[
-        "[method]input-stream.read",
-        "[method]input-stream.blocking-read",
-        "[method]input-stream.skip",
-        "[method]input-stream.blocking-skip",
-        "[method]input-stream.subscribe",
-        "[method]output-stream.check-write",
-        "[method]output-stream.write",
-        "[method]output-stream.blocking-write-and-flush",
-        "[method]output-stream.flush",
-        "[method]output-stream.blocking-flush",
-        "[method]output-stream.subscribe",
-        "[method]output-stream.write-zeroes",
-        "[method]output-stream.blocking-write-zeroes-and-flush",
-        "[method]output-stream.splice",
-        "[method]output-stream.blocking-splice",
-    ];
-    linker.allow_shadowing(true);
-    for (interface, functions) in [("poll", POLL), ("streams", STREAMS)] {
-        let mut instance = linker.instance(&format!("wasi:io/{interface}@{WASI_IO}"))?;
-        for &function in functions {
-            instance.func_new(function, move |_, _, _, _| Err(Forbidden(function).into()))?;
-        }
-    }
-    let mut streams = linker.instance(&format!("wasi:io/streams@{WASI_IO}"))?;
-    streams.resource(
-        "output-stream",
-        ResourceType::host::<DynOutputStream>(),
-        drop_resource::<DynOutputStream>,
-    )?;
-    streams.resource(
-        "input-stream",
-        ResourceType::host::<DynInputStream>(),
-        drop_resource::<DynInputStream>,
-    )?;
-    linker.allow_shadowing(false);
-    Ok(())
-}
-
-/// Drop a guest-owned resource synchronously (no tokio involved).
-fn drop_resource<R: Send + 'static>(
-    mut store: wasmtime::StoreContextMut<'_, StoreState>,
-    rep: u32,
-) -> wasmtime::Result<()> {
-    store
-        .data_mut()
-        .table
-        .delete(wasmtime::component::Resource::<R>::new_own(rep))?;
-    Ok(())
 }
 
 /// A compiled-code cache, linker and epoch clock shared by every policy loaded
@@ -245,8 +173,10 @@ impl PolicyEngine {
         &self.inner.engine
     }
 
-    pub(crate) fn linker(&self) -> &Linker<StoreState> {
-        &self.inner.linker
+    /// The linker for one component: the contract's imports plus the
+    /// sandbox's WASI (see `sandbox.rs`).
+    pub(crate) fn linker_for(&self, component: &Component) -> wasmtime::Result<Linker<StoreState>> {
+        crate::sandbox::linker_for(&self.inner.linker, &self.inner.engine, component)
     }
 
     pub(crate) fn ticks(&self, deadline: Duration) -> u64 {

@@ -62,6 +62,18 @@ pub enum PolicyError {
     Instantiate(String),
     #[error("is not initialised")]
     NotInitialised,
+    /// Called an import the sandbox does not offer (stdio, files, network, waiting, …).
+    #[error("called {import}, which policies may not use: {reason}")]
+    Forbidden { import: String, reason: String },
+    /// Called `wasi:cli/exit` instead of returning a verdict.
+    #[error("exited with status {0} instead of returning a verdict")]
+    Exited(i32),
+    /// Passed more data to the host in one call, or returned more, than the sandbox lifts.
+    #[error("moved more than {0} bytes to the host in one call or result")]
+    TooMuchData(usize),
+    /// Asked for more random bytes in one call than the sandbox gives.
+    #[error("asked for {requested} random bytes in one call, over the limit of {limit}")]
+    RandomTooLarge { requested: u64, limit: usize },
 }
 
 /// A certificate given to the host could not be parsed.

@@ -68,6 +68,7 @@ mod loader;
 mod policy;
 mod reload;
 mod request;
+mod sandbox;
 mod session;
 mod state;
 mod stats;

@@ -1,6 +1,8 @@
 //! Limits on every call into a policy: a deadline enforced with epoch
-//! interruption, and a memory cap enforced by the store's resource limiter.
-//! Exceeding either is a failed check (a deny, unless configured).
+//! interruption, and a memory cap (and a table-size cap) enforced by the
+//! store's resource limiter. Exceeding either is a failed check (a deny,
+//! unless configured). The bounds on host work these do not see — data lifted
+//! from the policy, random bytes, resource handles — are in `sandbox.rs`.
 //!
 //! The deadline is a budget of CPU time, not wall time: on a loaded machine a
 //! thread can be descheduled for longer than a few milliseconds in the middle
@@ -103,8 +105,11 @@ pub(crate) struct MemoryLimiter {
     pub(crate) used: usize,
 }
 
-/// Far above what any real policy needs; stops table-growth abuse.
-const MAX_TABLE_ELEMENTS: usize = 1 << 20;
+/// Most elements in one wasm table: the pooling allocator's default slot, so
+/// an engine without pooling bounds tables the same (a Rust policy's function
+/// table holds a few hundred). Tables live outside linear memory, so the
+/// memory cap does not see them.
+pub const MAX_TABLE_ELEMENTS: usize = 20_000;
 
 impl wasmtime::ResourceLimiter for MemoryLimiter {
     fn memory_growing(

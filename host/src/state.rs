@@ -1,16 +1,10 @@
-//! What a policy's store holds, and the host imports it is offered.
-//!
-//! WASI is linked because Rust's `wasm32-wasip2` standard library imports it,
-//! but with an empty, locked-down context: no preopened directories, no
-//! environment, no arguments, no sockets or name lookup, and stdio and
-//! waiting replaced by traps (see `engine.rs`). The only things a policy can
-//! reach are `log`, the clocks and randomness.
+//! What a policy's store holds, and the host side of the contract's imports
+//! (`log`, the clock). What else a policy may import, and the bounds on it,
+//! is `sandbox.rs`.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
-
-use wasmtime::component::ResourceTable;
-use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use crate::limits::{DeadlineState, MemoryLimiter};
 use crate::stats::LogGate;
@@ -25,8 +19,6 @@ pub(crate) const LOG_MAX_FIELDS: usize = 16;
 pub(crate) const LOG_LINES_PER_SECOND: u64 = 50;
 
 pub(crate) struct StoreState {
-    wasi: WasiCtx,
-    pub(crate) table: ResourceTable,
     pub(crate) limiter: MemoryLimiter,
     pub(crate) deadline: DeadlineState,
     /// The policy's name, for attributing logs.
@@ -39,14 +31,7 @@ pub(crate) struct StoreState {
 
 impl StoreState {
     pub(crate) fn new(policy: Arc<str>, log_gate: Arc<LogGate>, memory_bytes: usize) -> Self {
-        let wasi = WasiCtx::builder()
-            .allow_tcp(false)
-            .allow_udp(false)
-            .allow_ip_name_lookup(false)
-            .build();
         Self {
-            wasi,
-            table: ResourceTable::new(),
             limiter: MemoryLimiter {
                 memory_bytes,
                 hit: false,
@@ -68,20 +53,39 @@ impl StoreState {
     }
 }
 
-impl WasiView for StoreState {
-    fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView {
-            ctx: &mut self.wasi,
-            table: &mut self.table,
-        }
-    }
-}
-
 fn cut(s: &str) -> &str {
     match s.char_indices().nth(LOG_MAX_CHARS) {
         Some((i, _)) => &s[..i],
         None => s,
     }
+}
+
+/// The first [`LOG_MAX_CHARS`] characters of `s`, with every character that
+/// could end or rewrite a log line escaped: C0 and C1 controls (newline,
+/// carriage return, ESC, …), DEL, the Unicode line and paragraph separators
+/// and bidirectional overrides. A policy's text then stays on its own line
+/// and cannot forge host log lines or terminal output.
+fn clean(s: &str) -> Cow<'_, str> {
+    let s = cut(s);
+    if !s.chars().any(needs_escape) {
+        return Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 16);
+    for c in s.chars() {
+        match c {
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if needs_escape(c) => out.push_str(&format!("\\u{{{:x}}}", u32::from(c))),
+            c => out.push(c),
+        }
+    }
+    Cow::Owned(out)
+}
+
+fn needs_escape(c: char) -> bool {
+    c.is_control()
+        || matches!(c, '\u{2028}' | '\u{2029}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
 }
 
 /// A guest log line's level, whatever contract version it came through.
@@ -104,7 +108,7 @@ pub(crate) fn now_unix_ms() -> u64 {
 
 impl StoreState {
     /// A log line from the policy: attributed, capped per call and per
-    /// second, truncated.
+    /// second, truncated, control characters escaped.
     pub(crate) fn guest_log(
         &mut self,
         level: GuestLevel,
@@ -123,10 +127,11 @@ impl StoreState {
         let fields: Vec<String> = fields
             .iter()
             .take(LOG_MAX_FIELDS)
-            .map(|(k, v)| format!("{}={:?}", cut(k), cut(v)))
+            // Values are quoted with Rust's escaping, which covers controls too.
+            .map(|(k, v)| format!("{}={:?}", clean(k), cut(v)))
             .collect();
         let fields = fields.join(" ");
-        let message = cut(message);
+        let message = clean(message);
         let policy = &*self.policy;
         match level {
             GuestLevel::Trace => {
@@ -159,5 +164,30 @@ pub(crate) fn on_deadline(
     match store.data_mut().deadline.on_deadline(cpu) {
         Some(ticks) => Ok(wasmtime::UpdateDeadline::Continue(ticks)),
         None => Err(wasmtime::Trap::Interrupt.into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn guest_text_cannot_break_or_recolour_a_log_line() {
+        let forged = "ok\n2026-01-01T00:00:00Z  INFO forged\r\u{1b}[31m\u{85}\u{7f}\u{202e}\t";
+        let cleaned = clean(forged);
+        assert_eq!(
+            cleaned,
+            "ok\\n2026-01-01T00:00:00Z  INFO forged\\r\\u{1b}[31m\\u{85}\\u{7f}\\u{202e}\\t"
+        );
+        assert!(!cleaned.chars().any(needs_escape));
+        assert!(matches!(clean("plain text, ünïcode"), Cow::Borrowed(_)));
+        // Values are Debug-quoted: the same characters come out escaped.
+        let value = format!("{:?}", cut(forged));
+        assert!(!value.chars().any(needs_escape), "{value}");
+        // Cutting happens before escaping, on characters.
+        assert_eq!(
+            clean(&"é".repeat(LOG_MAX_CHARS + 10)).chars().count(),
+            LOG_MAX_CHARS
+        );
     }
 }

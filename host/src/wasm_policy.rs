@@ -21,6 +21,7 @@ use crate::error::{LoadError, PolicyError};
 use crate::limits::Limits;
 use crate::policy::Policy;
 use crate::request::{ConnectRequest, TopicRequest};
+use crate::sandbox;
 use crate::state::{self, StoreState};
 use crate::stats::LogGate;
 use crate::verdict::{ConnectVerdict, Grant, TopicVerdict};
@@ -179,6 +180,9 @@ impl WasmPolicy {
         );
         store.limiter(|state| &mut state.limiter);
         store.epoch_deadline_callback(state::on_deadline);
+        // Host work the deadline and the memory cap do not see (see `sandbox.rs`).
+        store.set_hostcall_fuel(sandbox::HOSTCALL_FUEL_BYTES);
+        store.set_max_component_handles(sandbox::MAX_COMPONENT_HANDLES);
         store
     }
 
@@ -295,8 +299,11 @@ fn classify(e: &wasmtime::Error, store: &Store<StoreState>, deadline: Duration) 
     if state.limiter.hit {
         return PolicyError::OutOfMemory(state.limiter.memory_bytes);
     }
-    if let Some(forbidden) = e.downcast_ref::<crate::engine::Forbidden>() {
-        return PolicyError::Trap(forbidden.to_string());
+    if let Some(stopped) = e.downcast_ref::<sandbox::Stopped>() {
+        return stopped.to_policy_error();
+    }
+    if sandbox::is_fuel_exhausted(e) {
+        return PolicyError::TooMuchData(sandbox::HOSTCALL_FUEL_BYTES);
     }
     match e.downcast_ref::<wasmtime::Trap>() {
         Some(wasmtime::Trap::Interrupt) => PolicyError::Timeout(deadline),

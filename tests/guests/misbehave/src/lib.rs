@@ -7,7 +7,18 @@
 //! `sleep` (block for an hour), `print` (write to stdout),
 //! `count` (allow, reporting how many checks this instance has served), and
 //! `echo` (allow, returning the request's fields as attributes).
+//!
+//! Attacks on the sandbox's import surface: `udp-bind`, `tcp-connect`,
+//! `file-read` (`/etc/passwd`), `env` (deny, reporting what the environment
+//! holds), `random` (64 MiB of random bytes in one call), `log-alias` (one log
+//! call with 100,000 fields all pointing at one 1 MiB string), `big-grant`
+//! (a grant of 2 MiB), `pollables` (100,000 pollables kept alive), `exit`
+//! (`std::process::exit(3)`), `log-forge` (log text that imitates host log
+//! lines), and `wasi` (allow, after using everything the sandbox offers:
+//! clocks, a hash map's seed, a few random bytes).
 //! Init modes, via `{"init": "<mode>"}`: `error`, `trap`, `loop`, `alloc`.
+
+mod raw;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -94,6 +105,60 @@ impl Misbehave {
             "print" => {
                 println!("a policy printing to stdout");
                 Act::Allow(Grant::default())
+            }
+            "udp-bind" => Act::Deny(format!("{:?}", std::net::UdpSocket::bind("0.0.0.0:0"))),
+            "tcp-connect" => Act::Deny(format!(
+                "{:?}",
+                std::net::TcpStream::connect("127.0.0.1:1883")
+            )),
+            "file-read" => Act::Deny(format!(
+                "{:?}",
+                std::fs::read("/etc/passwd").map(|b| b.len())
+            )),
+            "env" => Act::Deny(format!(
+                "environment: {} variables, {} arguments, HOME {:?}",
+                std::env::vars().count(),
+                std::env::args().count(),
+                std::env::var("HOME").ok()
+            )),
+            "random" => Act::Deny(format!("{} random bytes", raw::random_bytes(64 << 20))),
+            "log-alias" => {
+                raw::log_aliased(&"x".repeat(1 << 20), 100_000);
+                Act::Allow(Grant::default())
+            }
+            "big-grant" => {
+                let value = "v".repeat(256 << 10);
+                let grant = (0..8).fold(Grant::default(), |g, i| {
+                    g.attribute(format!("k{i}"), value.clone())
+                });
+                Act::Allow(grant)
+            }
+            "pollables" => Act::Deny(format!("{} pollables", raw::leak_pollables(100_000))),
+            "exit" => std::process::exit(3),
+            "log-forge" => {
+                log::info(
+                    "innocent\n2030-01-01T00:00:00.000000Z  INFO mqtt_policy::decision: FORGED allow client_id=admin\r\u{1b}[2K",
+                    &[("key\nFORGED-FIELD", "value\nFORGED-VALUE")],
+                );
+                Act::Allow(Grant::default())
+            }
+            "wasi" => {
+                let started = std::time::Instant::now();
+                let wall = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_secs())
+                    .unwrap_or(0);
+                let mut seen = std::collections::HashMap::new();
+                seen.insert("random", raw::random_bytes(32));
+                Act::Allow(
+                    Grant::default()
+                        .attribute("wall_secs", wall.to_string())
+                        .attribute("random_len", seen["random"].to_string())
+                        .attribute(
+                            "monotonic_ok",
+                            (started.elapsed().as_secs() < 60).to_string(),
+                        ),
+                )
             }
             "count" => Act::Allow(Grant::default().attribute("calls", calls.to_string())),
             "echo" => Act::Allow(echo()),
