@@ -94,6 +94,8 @@ pub(crate) fn load_chain(
     };
     let mut builder = Chain::builder()
         .default_verdict(config.default)
+        .request_bounds(config.requests)
+        .breaker(config.breaker)
         .decision_log_every(config.decision_log_every.unwrap_or(100))
         .generation(generation);
     let mut modules = Vec::with_capacity(config.policies.len());

@@ -7,7 +7,8 @@
 //! `sleep` (block for an hour), `print` (write to stdout),
 //! `count` (allow, reporting how many checks this instance has served), and
 //! `echo` (allow, returning the request's fields as attributes).
-//! Init modes, via `{"init": "<mode>"}`: `error`, `trap`, `loop`, `alloc`.
+//! Init modes, via `{"init": "<mode>"}`: `error`, `trap`, `loop`, `alloc`,
+//! `slow` (spin for `init_ms` milliseconds, then succeed).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -22,6 +23,8 @@ struct Config {
     mode: Option<String>,
     #[serde(default)]
     init: Option<String>,
+    #[serde(default)]
+    init_ms: u64,
 }
 
 pub struct Misbehave {
@@ -116,6 +119,12 @@ impl Policy for Misbehave {
             Some("trap") => panic!("init trap requested"),
             Some("loop") => spin(),
             Some("alloc") => return Err(format!("{}", hog())),
+            Some("slow") => {
+                let until = log::now_unix_ms().saturating_add(config.init_ms);
+                while log::now_unix_ms() < until {
+                    std::hint::black_box(());
+                }
+            }
             Some(other) => return Err(format!("unknown init mode {other}")),
         }
         Ok(Misbehave {
