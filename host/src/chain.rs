@@ -1,16 +1,26 @@
 //! An ordered chain of policies and the decision it reaches.
 //!
-//! Policies are asked in order; the first `allow` or `deny` decides and the
-//! decision names that policy. `defer` moves on. A policy that fails is handled
-//! by its [`FailureMode`]: by default its failure is a deny (fail closed). When
-//! every policy defers, the chain's [`DefaultVerdict`] decides (deny unless
-//! configured).
+//! Before any policy is asked, the request is checked against the chain's
+//! [`RequestBounds`]: one over a bound is a host deny, whatever the failure
+//! modes say (see `bounds.rs` for why). Then policies are asked in order; the
+//! first `allow` or `deny` decides and the decision names that policy.
+//! `defer` moves on. A policy that fails is handled by its [`FailureMode`]: by
+//! default its failure is a deny (fail closed); `allow` counts as that
+//! policy's allow with an empty grant, so it ends the chain like any allow.
+//! When every policy defers, the chain's [`DefaultVerdict`] decides (deny
+//! unless configured).
+//!
+//! A policy that keeps failing is not asked at all for a while: after
+//! [`BreakerConfig::failures`] consecutive failures its circuit opens and
+//! checks get its failure mode at once, until a probe after the backoff
+//! succeeds.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Instant;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
-use crate::config::{DefaultVerdict, FailureMode};
+use crate::bounds::RequestBounds;
+use crate::config::{BreakerConfig, DefaultVerdict, FailureMode};
 use crate::decision::{
     ConnectDecision, DecidedBy, Decision, Outcome, Step, StepResult, TopicDecision,
 };
@@ -29,6 +39,141 @@ struct Entry {
     on_error: FailureMode,
     stats: PolicyStats,
     warnings: LogGate,
+    breaker: Breaker,
+}
+
+/// Whether a check may ask a policy, by its circuit breaker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Admission {
+    /// Closed: ask.
+    Closed,
+    /// Half-open: ask; this check is the probe that decides.
+    Probe,
+    /// Open: do not ask; this many consecutive failures so far.
+    Open(u32),
+}
+
+/// What recording a result did to the circuit, for the log.
+enum Transition {
+    Unchanged,
+    Opened(u32, Duration),
+    ProbeFailed(Duration),
+    Closed,
+}
+
+/// One policy's circuit breaker. While closed a check costs two atomic
+/// loads; the mutex is taken only once the circuit has tripped.
+struct Breaker {
+    config: BreakerConfig,
+    failures: AtomicU32,
+    /// Open or half-open: admission goes through `state`.
+    tripped: AtomicBool,
+    state: Mutex<Tripped>,
+}
+
+struct Tripped {
+    /// No probe before this.
+    until: Instant,
+    backoff: Duration,
+    /// When the probe in flight started, if one is.
+    probe_since: Option<Instant>,
+}
+
+impl Breaker {
+    fn new(config: BreakerConfig) -> Self {
+        Self {
+            config,
+            failures: AtomicU32::new(0),
+            tripped: AtomicBool::new(false),
+            state: Mutex::new(Tripped {
+                until: Instant::now(),
+                backoff: Duration::from_millis(config.backoff_ms),
+                probe_since: None,
+            }),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Tripped> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn admit(&self) -> Admission {
+        if !self.tripped.load(Ordering::Acquire) {
+            return Admission::Closed;
+        }
+        let mut state = self.lock();
+        if !self.tripped.load(Ordering::Acquire) {
+            return Admission::Closed;
+        }
+        let now = Instant::now();
+        // A probe that never reported (a native policy that panicked) must
+        // not hold the circuit open for ever.
+        let max = Duration::from_millis(self.config.max_backoff_ms);
+        let probing = state
+            .probe_since
+            .is_some_and(|since| now.duration_since(since) < max);
+        if now < state.until || probing {
+            return Admission::Open(self.failures.load(Ordering::Relaxed));
+        }
+        state.probe_since = Some(now);
+        Admission::Probe
+    }
+
+    fn record(&self, admission: Admission, ok: bool) -> Transition {
+        match (admission, ok) {
+            (Admission::Open(_), _) => Transition::Unchanged,
+            (Admission::Closed, true) => {
+                // Only a probe closes a tripped circuit; no write while the
+                // count is already zero, so the hot path shares the line.
+                if !self.tripped.load(Ordering::Relaxed)
+                    && self.failures.load(Ordering::Relaxed) != 0
+                {
+                    self.failures.store(0, Ordering::Relaxed);
+                }
+                Transition::Unchanged
+            }
+            (Admission::Closed, false) => {
+                let n = self
+                    .failures
+                    .fetch_add(1, Ordering::Relaxed)
+                    .saturating_add(1);
+                if self.config.failures == 0 || n < self.config.failures {
+                    return Transition::Unchanged;
+                }
+                let mut state = self.lock();
+                if self.tripped.load(Ordering::Relaxed) {
+                    return Transition::Unchanged;
+                }
+                let backoff = Duration::from_millis(self.config.backoff_ms);
+                *state = Tripped {
+                    until: Instant::now() + backoff,
+                    backoff,
+                    probe_since: None,
+                };
+                self.tripped.store(true, Ordering::Release);
+                Transition::Opened(n, backoff)
+            }
+            (Admission::Probe, true) => {
+                let mut state = self.lock();
+                state.probe_since = None;
+                self.failures.store(0, Ordering::Relaxed);
+                self.tripped.store(false, Ordering::Release);
+                Transition::Closed
+            }
+            (Admission::Probe, false) => {
+                let mut state = self.lock();
+                self.failures.fetch_add(1, Ordering::Relaxed);
+                let max = Duration::from_millis(self.config.max_backoff_ms);
+                let backoff = state.backoff.saturating_mul(2).min(max);
+                *state = Tripped {
+                    until: Instant::now() + backoff,
+                    backoff,
+                    probe_since: None,
+                };
+                Transition::ProbeFailed(backoff)
+            }
+        }
+    }
 }
 
 /// An ordered set of policies that answers connect and topic checks.
@@ -36,6 +181,7 @@ struct Entry {
 pub struct Chain {
     entries: Vec<Entry>,
     default: DefaultVerdict,
+    bounds: RequestBounds,
     generation: u64,
     decision_log_every: u64,
     decisions: AtomicU64,
@@ -46,6 +192,7 @@ impl std::fmt::Debug for Chain {
         f.debug_struct("Chain")
             .field("policies", &self.policy_names())
             .field("default", &self.default)
+            .field("bounds", &self.bounds)
             .field("generation", &self.generation)
             .finish()
     }
@@ -55,6 +202,8 @@ impl std::fmt::Debug for Chain {
 pub struct ChainBuilder {
     entries: Vec<Entry>,
     default: DefaultVerdict,
+    bounds: RequestBounds,
+    breaker: BreakerConfig,
     generation: u64,
     decision_log_every: u64,
 }
@@ -64,6 +213,8 @@ impl Default for ChainBuilder {
         Self {
             entries: Vec::new(),
             default: DefaultVerdict::Deny,
+            bounds: RequestBounds::default(),
+            breaker: BreakerConfig::default(),
             generation: 0,
             decision_log_every: 100,
         }
@@ -89,7 +240,25 @@ impl ChainBuilder {
             on_error,
             stats: PolicyStats::default(),
             warnings: LogGate::new(FAILURE_WARNINGS_PER_SECOND),
+            breaker: Breaker::new(self.breaker),
         });
+        self
+    }
+
+    /// Bounds on client input, checked before any policy runs (default:
+    /// [`RequestBounds::default`]).
+    pub fn request_bounds(mut self, bounds: RequestBounds) -> Self {
+        self.bounds = bounds;
+        self
+    }
+
+    /// The circuit breaker of every policy (default:
+    /// [`BreakerConfig::default`]; `failures: 0` turns it off).
+    pub fn breaker(mut self, breaker: BreakerConfig) -> Self {
+        self.breaker = breaker;
+        for e in &mut self.entries {
+            e.breaker = Breaker::new(breaker);
+        }
         self
     }
 
@@ -121,6 +290,7 @@ impl ChainBuilder {
         Ok(Chain {
             entries: self.entries,
             default: self.default,
+            bounds: self.bounds,
             generation: self.generation,
             decision_log_every: self.decision_log_every,
             decisions: AtomicU64::new(0),
@@ -147,6 +317,11 @@ impl Chain {
         self.entries.iter().map(|e| e.name.as_str()).collect()
     }
 
+    /// The bounds every request is checked against before any policy runs.
+    pub fn request_bounds(&self) -> &RequestBounds {
+        &self.bounds
+    }
+
     /// Counters of each policy, in chain order.
     pub fn stats(&self) -> Vec<(String, StatsSnapshot)> {
         self.entries
@@ -156,15 +331,22 @@ impl Chain {
     }
 
     /// May this client connect? Never fails: every failure is a deny unless a
-    /// policy's failure mode says otherwise.
+    /// policy's failure mode says otherwise. A request over the chain's
+    /// [`RequestBounds`] is a host deny before any policy runs.
     pub fn connect_check(&self, request: &ConnectRequest) -> ConnectDecision {
-        let decision = match request.certificate_error() {
+        let refused = match request.certificate_error() {
             // A chain the host cannot parse is refused before any policy runs.
-            Some(e) => ConnectDecision::host_deny(
-                DenyReason::NotAuthorized,
-                format!("bad client certificate: {e}"),
-                self.generation,
-            ),
+            Some(e) => Some(format!("bad client certificate: {e}")),
+            None => self
+                .bounds
+                .check_connect(request)
+                .err()
+                .map(|e| e.to_string()),
+        };
+        let decision = match refused {
+            Some(message) => {
+                ConnectDecision::host_deny(DenyReason::NotAuthorized, message, self.generation)
+            }
             None => self.walk(
                 |p| p.connect_check(request),
                 |verdict| match verdict {
@@ -189,19 +371,28 @@ impl Chain {
         decision
     }
 
-    /// May this session do `request.access` on `request.topic`?
+    /// May this session do `request.access` on `request.topic`? A request
+    /// over the chain's [`RequestBounds`] is a host deny before any policy
+    /// runs.
     pub fn topic_check(&self, request: &TopicRequest) -> TopicDecision {
-        let decision = self.walk(
-            |p| p.topic_check(request),
-            |verdict| match verdict {
-                TopicVerdict::Allow => (StepResult::Allow, Step2::Decide(Outcome::Allow(()))),
-                TopicVerdict::Deny(d) => {
-                    (StepResult::Deny(d.reason), Step2::Decide(Outcome::Deny(d)))
-                }
-                TopicVerdict::Defer => (StepResult::Defer, Step2::Next),
-            },
-            (),
-        );
+        let decision = match self.bounds.check_topic(request) {
+            Err(over) => TopicDecision::host_deny(
+                DenyReason::NotAuthorized,
+                over.to_string(),
+                self.generation,
+            ),
+            Ok(()) => self.walk(
+                |p| p.topic_check(request),
+                |verdict| match verdict {
+                    TopicVerdict::Allow => (StepResult::Allow, Step2::Decide(Outcome::Allow(()))),
+                    TopicVerdict::Deny(d) => {
+                        (StepResult::Deny(d.reason), Step2::Decide(Outcome::Deny(d)))
+                    }
+                    TopicVerdict::Defer => (StepResult::Defer, Step2::Next),
+                },
+                (),
+            ),
+        };
         self.log_decision(
             request.access.as_str(),
             &request.client_id,
@@ -233,8 +424,20 @@ impl Chain {
         let mut trace = Vec::with_capacity(self.entries.len());
         let mut allow_on_failure = Some(allow_on_failure);
         for entry in &self.entries {
+            let admission = entry.breaker.admit();
             let started = Instant::now();
-            let answer = ask(entry.policy.as_ref());
+            let answer = match admission {
+                Admission::Open(failures) => {
+                    entry.stats.short_circuited();
+                    Err(PolicyError::CircuitOpen(failures))
+                }
+                Admission::Closed | Admission::Probe => {
+                    let answer = ask(entry.policy.as_ref());
+                    let transition = entry.breaker.record(admission, answer.is_ok());
+                    self.log_transition(entry, transition);
+                    answer
+                }
+            };
             let spent = started.elapsed();
             let step = match answer {
                 Ok(verdict) => {
@@ -253,7 +456,10 @@ impl Chain {
                 }
                 Err(error) => {
                     entry.stats.record(Tally::Error, spent);
-                    if let Some(suppressed) = entry.warnings.admit() {
+                    // An open circuit was logged when it opened; its
+                    // short-circuited checks are only counted.
+                    let short_circuited = matches!(error, PolicyError::CircuitOpen(_));
+                    if !short_circuited && let Some(suppressed) = entry.warnings.admit() {
                         tracing::warn!(
                             target: "mqtt_policy::chain",
                             policy = %entry.name,
@@ -272,6 +478,8 @@ impl Chain {
                             DenyReason::ServerUnavailable,
                             format!("policy \"{}\" failed", entry.name),
                         ))),
+                        // The failure is this policy's allow with an empty
+                        // grant: the first allow wins, so the chain ends.
                         FailureMode::Allow => match allow_on_failure.take() {
                             Some(a) => Step2::Decide(Outcome::Allow(a)),
                             None => Step2::Next,
@@ -301,6 +509,34 @@ impl Chain {
             decided_by: DecidedBy::Default,
             generation: self.generation,
             trace,
+        }
+    }
+
+    /// Circuit changes are rare (at most one per backoff) and always logged.
+    fn log_transition(&self, entry: &Entry, transition: Transition) {
+        let (policy, generation, on_error) = (&entry.name, self.generation, entry.on_error);
+        match transition {
+            Transition::Unchanged => {}
+            Transition::Opened(failures, backoff) => {
+                entry.stats.circuit_opened();
+                tracing::warn!(
+                    target: "mqtt_policy::chain", policy = %policy, generation, ?on_error,
+                    "circuit opened after {failures} consecutive failures: not asked for {backoff:?}, checks get its failure mode"
+                );
+            }
+            Transition::ProbeFailed(backoff) => {
+                entry.stats.circuit_opened();
+                tracing::warn!(
+                    target: "mqtt_policy::chain", policy = %policy, generation, ?on_error,
+                    "circuit probe failed: not asked for {backoff:?}"
+                );
+            }
+            Transition::Closed => {
+                tracing::info!(
+                    target: "mqtt_policy::chain", policy = %policy, generation,
+                    "circuit closed: the probe succeeded"
+                );
+            }
         }
     }
 

@@ -6,6 +6,14 @@
 //! memory_limit_mb = 32      # per-instance memory cap (default 32)
 //! decision_log_every = 100  # log one decision in N at info level (0 = never)
 //!
+//! [requests]                # bounds on client input (see RequestBounds)
+//! max_user_properties = 64
+//!
+//! [breaker]                 # stop asking a policy that keeps failing
+//! failures = 10             # consecutive failures that open it (0 = never)
+//! backoff_ms = 1000         # first open period; doubles while probes fail
+//! max_backoff_ms = 30000
+//!
 //! [[policy]]
 //! name = "devices"
 //! module = "policies/thumbprint.wasm"   # relative to this file
@@ -25,6 +33,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::bounds::RequestBounds;
 use crate::error::LoadError;
 use crate::limits::Limits;
 
@@ -37,18 +46,77 @@ pub enum DefaultVerdict {
     Allow,
 }
 
-/// What a policy's failure (trap, timeout, out of memory, malformed result)
-/// means for the request.
+/// What a policy's failure (trap, timeout, out of memory, malformed result,
+/// no instance ready, open circuit) means for the request.
+///
+/// A failure mode is the operator's answer for a *broken* policy. A client
+/// cannot choose it by sending a request too big to check in time: requests
+/// over the host's [`RequestBounds`] are refused before any policy runs.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum FailureMode {
-    /// Deny the request (fail closed). The default.
+    /// Deny the request (fail closed): `server-unavailable`. The default.
     #[default]
     Deny,
-    /// Allow the request (fail open): only for policies that are advisory.
+    /// Fail open: the failure counts as an allow from this policy with an
+    /// empty grant (no attributes, no roles). Like any allow it ends the
+    /// chain, so **no later policy is asked** — a ban list or an
+    /// authenticator after this policy is skipped. That is the meaning
+    /// chosen on purpose: a failure that went on to ask later policies
+    /// would be `Skip`, which exists; `Allow` is for a policy whose outage
+    /// must not lock clients out, where letting the request in is the
+    /// operator's explicit choice.
     Allow,
-    /// Treat the failure as a defer: the next policy decides.
+    /// Treat the failure as a defer: the next policy decides (and if every
+    /// policy defers, the chain's default).
     Skip,
+}
+
+/// The circuit breaker of every policy in a chain: after `failures`
+/// consecutive failed checks, the policy is not asked for `backoff_ms`;
+/// checks get its failure mode at once. When the backoff is over, the next
+/// check is let through as a probe: success closes the circuit, failure
+/// opens it again for twice as long, up to `max_backoff_ms`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BreakerConfig {
+    /// Consecutive failures that open the circuit; 0 turns the breaker off.
+    /// Default 10.
+    pub failures: u32,
+    /// The first open period, in milliseconds. Default 1000.
+    pub backoff_ms: u64,
+    /// The longest open period, in milliseconds. Default 30,000.
+    pub max_backoff_ms: u64,
+}
+
+impl Default for BreakerConfig {
+    fn default() -> Self {
+        Self {
+            failures: 10,
+            backoff_ms: 1000,
+            max_backoff_ms: 30_000,
+        }
+    }
+}
+
+impl BreakerConfig {
+    /// Backoffs must be positive, ordered, and at most an hour.
+    pub fn validate(&self) -> Result<(), String> {
+        const HOUR_MS: u64 = 3_600_000;
+        if self.backoff_ms == 0 || self.backoff_ms > self.max_backoff_ms {
+            return Err(format!(
+                "breaker: backoff_ms must be in 1..=max_backoff_ms, got {} (max_backoff_ms {})",
+                self.backoff_ms, self.max_backoff_ms
+            ));
+        }
+        if self.max_backoff_ms > HOUR_MS {
+            return Err(format!(
+                "breaker: max_backoff_ms must be at most {HOUR_MS}, got {}",
+                self.max_backoff_ms
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// A parsed chain file.
@@ -61,6 +129,12 @@ pub struct ChainConfig {
     pub init_deadline_ms: Option<f64>,
     pub memory_limit_mb: Option<u64>,
     pub decision_log_every: Option<u64>,
+    /// Bounds on client input, checked before any policy runs.
+    #[serde(default)]
+    pub requests: RequestBounds,
+    /// When to stop asking a policy that keeps failing.
+    #[serde(default)]
+    pub breaker: BreakerConfig,
     #[serde(rename = "policy", default)]
     pub policies: Vec<PolicyConfig>,
 }
@@ -102,6 +176,8 @@ impl ChainConfig {
         };
         let config: Self = toml::from_str(text).map_err(|e| bad(toml_error(&e, text)))?;
         config.limits().map_err(&bad)?;
+        config.requests.validate().map_err(&bad)?;
+        config.breaker.validate().map_err(&bad)?;
         for p in &config.policies {
             if p.name.trim().is_empty() {
                 return Err(bad("a [[policy]] has an empty name".into()));
@@ -279,6 +355,13 @@ mod tests {
                 "memory_limit_mb",
             ),
             ("bogus = 1", "unknown field"),
+            ("[requests]\nmax_topic_bytes = 70000", "max_topic_bytes"),
+            ("[requests]\nmax_topics = 1", "unknown field"),
+            ("[breaker]\nbackoff_ms = 0", "backoff_ms"),
+            (
+                "[breaker]\nbackoff_ms = 10\nmax_backoff_ms = 5",
+                "backoff_ms",
+            ),
         ] {
             let err = parse(text).map(|_| ()).err().map(|e| e.to_string());
             assert!(
@@ -286,6 +369,23 @@ mod tests {
                 "{text:?} gave {err:?}"
             );
         }
+    }
+
+    #[test]
+    fn request_bounds_and_breaker_have_defaults_and_can_be_set() -> Result<(), LoadError> {
+        let c = parse("")?;
+        assert_eq!(c.requests, RequestBounds::default());
+        assert_eq!(c.breaker, BreakerConfig::default());
+        let c =
+            parse("[requests]\nmax_user_properties = 2\n[breaker]\nfailures = 0\nbackoff_ms = 5")?;
+        assert_eq!(c.requests.max_user_properties, 2);
+        assert_eq!(
+            c.requests.max_topic_bytes,
+            RequestBounds::default().max_topic_bytes
+        );
+        assert_eq!(c.breaker.failures, 0);
+        assert_eq!(c.breaker.backoff_ms, 5);
+        Ok(())
     }
 
     #[test]

@@ -58,7 +58,9 @@ pub enum PolicyError {
     Trap(String),
     #[error("returned a malformed result: {0}")]
     InvalidResult(String),
-    #[error("could not be instantiated: {0}")]
+    /// A check found no warm instance and could not start one within its
+    /// own deadline (the message says why: init's error, trap or timeout).
+    #[error("could not start an instance: {0}")]
     Instantiate(String),
     #[error("is not initialised")]
     NotInitialised,
@@ -74,6 +76,15 @@ pub enum PolicyError {
     /// Asked for more random bytes in one call than the sandbox gives.
     #[error("asked for {requested} random bytes in one call, over the limit of {limit}")]
     RandomTooLarge { requested: u64, limit: usize },
+    /// A check found no warm instance, the policy's `init` is too slow to
+    /// run within a check's deadline, and the background replacement did
+    /// not finish within this wait.
+    #[error("no instance ready within {0:?} (instances are replaced in the background)")]
+    NoInstance(Duration),
+    /// The policy's circuit breaker is open after this many consecutive
+    /// failures: the policy was not asked.
+    #[error("circuit open after {0} consecutive failures: not asked")]
+    CircuitOpen(u32),
 }
 
 /// A certificate given to the host could not be parsed.

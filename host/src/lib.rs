@@ -53,6 +53,7 @@
 //! # Ok(()) }
 //! ```
 
+mod bounds;
 mod cache;
 pub mod cert;
 mod chain;
@@ -76,12 +77,13 @@ mod verdict;
 mod wasm_policy;
 mod wit;
 
+pub use bounds::{BoundedField, OverBound, RequestBounds};
 pub use cache::{CacheSource, ComponentCache, ModuleHash};
 pub use cert::Certificate;
 pub use chain::{Chain, ChainBuilder};
 pub use codes::Reply;
 pub use compile::{MAX_MODULE_BYTES, read_module};
-pub use config::{ChainConfig, DefaultVerdict, FailureMode, PolicyConfig};
+pub use config::{BreakerConfig, ChainConfig, DefaultVerdict, FailureMode, PolicyConfig};
 pub use decision::{
     ConnectDecision, DecidedBy, Decision, Outcome, Step, StepResult, TopicDecision,
 };

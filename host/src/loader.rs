@@ -48,6 +48,8 @@ pub(crate) fn load_chain(
     };
     let mut builder = Chain::builder()
         .default_verdict(config.default)
+        .request_bounds(config.requests)
+        .breaker(config.breaker)
         .decision_log_every(config.decision_log_every.unwrap_or(100))
         .generation(generation);
     check_pool(engine, config.policies.len(), config_path)?;

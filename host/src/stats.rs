@@ -11,6 +11,8 @@ pub(crate) struct PolicyStats {
     defer: AtomicU64,
     error: AtomicU64,
     nanos: AtomicU64,
+    circuit_opens: AtomicU64,
+    short_circuits: AtomicU64,
 }
 
 /// What one policy decided so far, and the time it spent deciding.
@@ -22,6 +24,11 @@ pub struct StatsSnapshot {
     pub error: u64,
     /// Total time spent in this policy's checks.
     pub time_spent: Duration,
+    /// Times the policy's circuit breaker opened (see `[breaker]`).
+    pub circuit_opens: u64,
+    /// Checks answered by the failure mode without asking the policy,
+    /// because its circuit was open (counted in `error` too).
+    pub short_circuits: u64,
 }
 
 impl StatsSnapshot {
@@ -52,6 +59,14 @@ impl PolicyStats {
         self.nanos.fetch_add(nanos, Ordering::Relaxed);
     }
 
+    pub(crate) fn circuit_opened(&self) {
+        self.circuit_opens.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn short_circuited(&self) {
+        self.short_circuits.fetch_add(1, Ordering::Relaxed);
+    }
+
     pub(crate) fn snapshot(&self) -> StatsSnapshot {
         StatsSnapshot {
             allow: self.allow.load(Ordering::Relaxed),
@@ -59,6 +74,8 @@ impl PolicyStats {
             defer: self.defer.load(Ordering::Relaxed),
             error: self.error.load(Ordering::Relaxed),
             time_spent: Duration::from_nanos(self.nanos.load(Ordering::Relaxed)),
+            circuit_opens: self.circuit_opens.load(Ordering::Relaxed),
+            short_circuits: self.short_circuits.load(Ordering::Relaxed),
         }
     }
 }

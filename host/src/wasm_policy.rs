@@ -2,15 +2,26 @@
 //!
 //! Instances are created from a `PolicyPre` (pre-linked, so instantiation is a
 //! few allocations from the pool), initialised with the policy's config, and
-//! kept in a small idle list for reuse: a check takes one, runs, and puts it
-//! back. An instance that failed in any way is dropped, never reused, so the
-//! next check gets a fresh one. This is the fail-closed boundary: every failure
-//! becomes a [`PolicyError`] that the chain turns into a deny.
+//! kept in an idle pool for reuse: a check takes one, runs, and puts it back.
+//! An instance that failed in any way — trap, deadline, memory cap, or a
+//! result the host refuses (an oversized grant) — is dropped, never reused.
+//! This is the fail-closed boundary: every failure becomes a [`PolicyError`]
+//! that the chain handles with the policy's failure mode.
+//!
+//! Replacing instances is kept off the hot path, so a policy whose checks
+//! fail cannot make every check pay for its `init` (which may take up to the
+//! 2 s init deadline): a background thread per policy keeps the pool at its
+//! target size, running `init` under the init deadline. A check that finds
+//! the pool empty runs `init` itself only when the last `init` took no more
+//! CPU than one check deadline, and then under the check deadline; otherwise
+//! it waits at most one check deadline for the background thread and fails
+//! with [`PolicyError::NoInstance`]. A check therefore costs at most about
+//! two deadlines, whatever `init` costs.
 
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use wasmtime::Store;
 use wasmtime::component::Component;
@@ -34,31 +45,88 @@ pub const MAX_GRANT_BYTES: usize = 64 * 1024;
 /// Deny messages longer than this are cut (they go to logs and clients).
 pub const MAX_MESSAGE_CHARS: usize = 256;
 
+/// The background thread's first wait after a failed `init`; it doubles
+/// while `init` keeps failing, so a broken `init` does not burn a core.
+const RETRY_MIN: Duration = Duration::from_millis(100);
+/// The longest wait between background `init` attempts.
+const RETRY_MAX: Duration = Duration::from_secs(10);
+
 struct Warm {
     store: Store<StoreState>,
     policy: PolicyInstance,
 }
 
-/// A loaded policy component.
-pub struct WasmPolicy {
+/// The instances of one policy.
+struct Pool {
+    idle: Vec<Warm>,
+    /// Instances taken by checks that are running.
+    busy: usize,
+    /// Checks waiting for the background thread.
+    waiting: usize,
+    /// Live instances (idle plus busy) the background thread keeps: 1, or
+    /// what `prewarm` asked for.
+    target: usize,
+    max_idle: usize,
+    /// The policy was dropped: the background thread exits.
+    closed: bool,
+}
+
+impl Pool {
+    /// Should the background thread make another instance now?
+    fn wants_more(&self) -> bool {
+        !self.closed
+            && self.idle.len() < self.max_idle
+            && (self.idle.len() + self.busy < self.target || self.idle.len() < self.waiting)
+    }
+}
+
+/// What the policy's checks and its background thread share.
+struct Shared {
     name: Arc<str>,
     pre: PolicyPre,
     engine: PolicyEngine,
     config_json: String,
     limits: Limits,
-    idle: Mutex<Vec<Warm>>,
-    max_idle: AtomicUsize,
+    pool: Mutex<Pool>,
+    /// The background thread has work, or must stop.
+    work: Condvar,
+    /// An instance went into the idle pool.
+    ready: Condvar,
     instances_created: AtomicU64,
+    /// CPU time of the last successful `init`, in nanoseconds (`u64::MAX`
+    /// after one ran out of a check's deadline).
+    init_nanos: AtomicU64,
     log_gate: Arc<LogGate>,
+}
+
+/// A loaded policy component.
+pub struct WasmPolicy {
+    shared: Arc<Shared>,
 }
 
 impl std::fmt::Debug for WasmPolicy {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("WasmPolicy")
-            .field("name", &self.name)
-            .field("api", &self.pre.version())
-            .field("limits", &self.limits)
+            .field("name", &self.shared.name)
+            .field("api", &self.shared.pre.version())
+            .field("limits", &self.shared.limits)
             .finish_non_exhaustive()
+    }
+}
+
+impl Drop for WasmPolicy {
+    fn drop(&mut self) {
+        // Not joined: the thread may be inside an `init` (up to the init
+        // deadline), and a policy is dropped wherever the last chain holding
+        // it is — possibly on a broker worker. It exits when that ends.
+        let idle = {
+            let mut pool = self.shared.lock_pool();
+            pool.closed = true;
+            std::mem::take(&mut pool.idle)
+        };
+        drop(idle);
+        self.shared.work.notify_all();
+        self.shared.ready.notify_all();
     }
 }
 
@@ -107,66 +175,155 @@ impl WasmPolicy {
     ) -> Result<Self, LoadError> {
         check_memory(engine, name, limits)?;
         let pre = compile::pre_instantiate(engine, name, origin, component)?;
-        let policy = Self {
+        let shared = Arc::new(Shared {
             name: Arc::from(name),
             pre,
             engine: engine.clone(),
             config_json: config_json.to_owned(),
             limits,
-            idle: Mutex::new(Vec::new()),
-            max_idle: AtomicUsize::new(
-                std::thread::available_parallelism().map_or(4, |n| n.get() * 2),
-            ),
+            pool: Mutex::new(Pool {
+                idle: Vec::new(),
+                busy: 0,
+                waiting: 0,
+                target: 1,
+                max_idle: std::thread::available_parallelism().map_or(4, |n| n.get() * 2),
+                closed: false,
+            }),
+            work: Condvar::new(),
+            ready: Condvar::new(),
             instances_created: AtomicU64::new(0),
+            init_nanos: AtomicU64::new(u64::MAX),
             log_gate: Arc::new(LogGate::new(crate::state::LOG_LINES_PER_SECOND)),
-        };
+        });
         // Instantiate and init once now: a config the policy rejects fails
         // the load, not the first client.
-        let warm = policy.instantiate().map_err(|e| match e {
-            InstantiateError::Init(message) => LoadError::Init {
-                policy: name.to_owned(),
-                message,
-            },
-            InstantiateError::Failed(source) => LoadError::InitFailed {
-                policy: name.to_owned(),
-                source,
-            },
-        })?;
-        policy.release(warm);
-        Ok(policy)
+        let warm = shared
+            .instantiate(limits.init_deadline)
+            .map_err(|e| match e {
+                InstantiateError::Init(message) => LoadError::Init {
+                    policy: name.to_owned(),
+                    message,
+                },
+                InstantiateError::Failed(source) => LoadError::InitFailed {
+                    policy: name.to_owned(),
+                    source,
+                },
+            })?;
+        shared.put_idle(warm);
+        let background = shared.clone();
+        std::thread::Builder::new()
+            .name("mqtt-policy-pool".into())
+            .spawn(move || background.replenish())
+            .map_err(|e| {
+                LoadError::Engine(format!(
+                    "policy \"{name}\": cannot start its instance thread: {e}"
+                ))
+            })?;
+        Ok(Self { shared })
     }
 
     pub fn name(&self) -> &str {
-        &self.name
+        &self.shared.name
     }
 
     /// The contract version (`mqtt:policy@…`) the policy was built against.
     pub fn api_version(&self) -> &'static str {
-        self.pre.version()
+        self.shared.pre.version()
     }
 
     pub fn limits(&self) -> Limits {
-        self.limits
+        self.shared.limits
     }
 
-    /// How many instances were created so far (the first at load, then one
-    /// per concurrent worker and one after every failed call).
+    /// How many instances were created so far: the first at load, then
+    /// replacements for failed ones (in the background) and one per extra
+    /// concurrent check.
     pub fn instances_created(&self) -> u64 {
-        self.instances_created.load(Ordering::Relaxed)
+        self.shared.instances_created.load(Ordering::Relaxed)
+    }
+
+    /// Initialised instances waiting in the pool right now.
+    pub fn idle_instances(&self) -> usize {
+        self.shared.lock_pool().idle.len()
     }
 
     /// Keep `n` initialised instances ready, e.g. one per broker worker
-    /// thread, so the first checks do not pay for instantiation.
+    /// thread, so the first checks do not pay for instantiation. The
+    /// background thread keeps `n` alive from then on, replacing failed
+    /// ones.
     pub fn prewarm(&self, n: usize) -> Result<(), PolicyError> {
-        self.max_idle.fetch_max(n, Ordering::Relaxed);
-        let have = self.idle.lock().unwrap_or_else(|p| p.into_inner()).len();
-        for _ in have..n {
-            let warm = self
-                .instantiate()
+        let shared = &self.shared;
+        {
+            let mut pool = shared.lock_pool();
+            pool.max_idle = pool.max_idle.max(n);
+            pool.target = pool.target.max(n);
+        }
+        while shared.lock_pool().idle.len() < n {
+            let warm = shared
+                .instantiate(shared.limits.init_deadline)
                 .map_err(InstantiateError::into_policy_error)?;
-            self.release(warm);
+            shared.put_idle(warm);
         }
         Ok(())
+    }
+
+    /// Instantiate (and, with `init`, initialise) one instance and drop it:
+    /// the cold path, for benchmarks.
+    #[doc(hidden)]
+    pub fn bench_instantiate(&self, init: bool) -> Result<(), PolicyError> {
+        let shared = &self.shared;
+        if init {
+            return shared
+                .instantiate(shared.limits.init_deadline)
+                .map(drop)
+                .map_err(InstantiateError::into_policy_error);
+        }
+        let mut store = shared.new_store();
+        shared.arm(&mut store, shared.limits.init_deadline);
+        shared
+            .pre
+            .instantiate(&mut store)
+            .map(drop)
+            .map_err(|e| classify(&e, &store, shared.limits.init_deadline))
+    }
+
+    /// Run `call` on a warm instance under the deadline, then `check` its
+    /// result; drop the instance if either failed, so an instance that
+    /// produced a malformed result is never asked again.
+    fn run<R>(
+        &self,
+        call: impl FnOnce(&PolicyInstance, &mut Store<StoreState>) -> wasmtime::Result<R>,
+        check: impl FnOnce(&mut R) -> Result<(), PolicyError>,
+    ) -> Result<R, PolicyError> {
+        let shared = &self.shared;
+        let mut warm = shared.take()?;
+        shared.arm(&mut warm.store, shared.limits.deadline);
+        let result = call(&warm.policy, &mut warm.store)
+            .map_err(|e| classify(&e, &warm.store, shared.limits.deadline))
+            .and_then(|mut r| check(&mut r).map(|()| r));
+        match result {
+            Ok(r) => {
+                shared.release(warm);
+                Ok(r)
+            }
+            Err(e) => {
+                shared.discard(warm);
+                Err(e)
+            }
+        }
+    }
+}
+
+/// The calling thread's CPU clock, where the platform has one.
+fn cpu_now() -> Option<Duration> {
+    cpu_time::ThreadTime::try_now()
+        .ok()
+        .map(|t| t.as_duration())
+}
+
+impl Shared {
+    fn lock_pool(&self) -> MutexGuard<'_, Pool> {
+        self.pool.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn new_store(&self) -> Store<StoreState> {
@@ -192,70 +349,156 @@ impl WasmPolicy {
         store.set_epoch_deadline(ticks);
     }
 
-    /// Instantiate (and, with `init`, initialise) one instance and drop it:
-    /// the cold path, for benchmarks.
-    #[doc(hidden)]
-    pub fn bench_instantiate(&self, init: bool) -> Result<(), PolicyError> {
-        if init {
-            return self
-                .instantiate()
-                .map(drop)
-                .map_err(InstantiateError::into_policy_error);
-        }
+    /// Instantiate and `init` one instance under `deadline`, recording the
+    /// CPU time `init` took.
+    fn instantiate(&self, deadline: Duration) -> Result<Warm, InstantiateError> {
+        let (cpu, wall) = (cpu_now(), Instant::now());
         let mut store = self.new_store();
-        self.arm(&mut store, self.limits.init_deadline);
-        self.pre
-            .instantiate(&mut store)
-            .map(drop)
-            .map_err(|e| classify(&e, &store, self.limits.init_deadline))
-    }
-
-    fn instantiate(&self) -> Result<Warm, InstantiateError> {
-        let mut store = self.new_store();
-        self.arm(&mut store, self.limits.init_deadline);
+        self.arm(&mut store, deadline);
         let result = self
             .pre
             .instantiate(&mut store)
             .and_then(|policy| Ok((policy.init(&mut store, &self.config_json)?, policy)));
         self.instances_created.fetch_add(1, Ordering::Relaxed);
         match result {
-            Ok((Ok(()), policy)) => Ok(Warm { store, policy }),
-            Ok((Err(message), _)) => Err(InstantiateError::Init(message)),
-            Err(e) => Err(InstantiateError::Failed(classify(
-                &e,
-                &store,
-                self.limits.init_deadline,
-            ))),
-        }
-    }
-
-    fn release(&self, warm: Warm) {
-        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-        if idle.len() < self.max_idle.load(Ordering::Relaxed) {
-            idle.push(warm);
-        }
-    }
-
-    /// Run `call` on a warm instance under the deadline; drop the instance if
-    /// anything went wrong.
-    fn run<R>(
-        &self,
-        call: impl FnOnce(&PolicyInstance, &mut Store<StoreState>) -> wasmtime::Result<R>,
-    ) -> Result<R, PolicyError> {
-        let idle = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
-        let mut warm = match idle {
-            Some(warm) => warm,
-            None => self
-                .instantiate()
-                .map_err(InstantiateError::into_policy_error)?,
-        };
-        self.arm(&mut warm.store, self.limits.deadline);
-        match call(&warm.policy, &mut warm.store) {
-            Ok(r) => {
-                self.release(warm);
-                Ok(r)
+            Ok((Ok(()), policy)) => {
+                let spent = match (cpu, cpu_now()) {
+                    (Some(before), Some(after)) => after.saturating_sub(before),
+                    _ => wall.elapsed(),
+                };
+                let nanos = u64::try_from(spent.as_nanos()).unwrap_or(u64::MAX);
+                self.init_nanos.store(nanos, Ordering::Relaxed);
+                Ok(Warm { store, policy })
             }
-            Err(e) => Err(classify(&e, &warm.store, self.limits.deadline)),
+            Ok((Err(message), _)) => Err(InstantiateError::Init(message)),
+            Err(e) => Err(InstantiateError::Failed(classify(&e, &store, deadline))),
+        }
+    }
+
+    /// Does `init` fit in one check deadline, by its last run?
+    fn init_fits_a_check(&self) -> bool {
+        let deadline = u64::try_from(self.limits.deadline.as_nanos()).unwrap_or(u64::MAX);
+        self.init_nanos.load(Ordering::Relaxed) <= deadline
+    }
+
+    /// An instance for a check: an idle one; or one made here under the
+    /// check deadline, if `init` is cheap enough; or one the background
+    /// thread makes within a check deadline. Never `init` under the init
+    /// deadline on the caller's thread.
+    fn take(&self) -> Result<Warm, PolicyError> {
+        let deadline = self.limits.deadline;
+        let mut pool = self.lock_pool();
+        if let Some(warm) = pool.idle.pop() {
+            pool.busy += 1;
+            return Ok(warm);
+        }
+        if self.init_fits_a_check() {
+            // Counted as busy now, so the background thread does not make
+            // a second one for the same need.
+            pool.busy += 1;
+            drop(pool);
+            return self.instantiate(deadline).map_err(|e| {
+                if matches!(e, InstantiateError::Failed(PolicyError::Timeout(_))) {
+                    // Too slow for a check after all: later checks wait for
+                    // the background thread instead of paying for it again.
+                    self.init_nanos.store(u64::MAX, Ordering::Relaxed);
+                }
+                self.forget_one();
+                e.into_policy_error()
+            });
+        }
+        pool.waiting += 1;
+        self.work.notify_one();
+        let (mut pool, _) = self
+            .ready
+            .wait_timeout_while(pool, deadline, |p| p.idle.is_empty() && !p.closed)
+            .unwrap_or_else(|p| p.into_inner());
+        pool.waiting -= 1;
+        match pool.idle.pop() {
+            Some(warm) => {
+                pool.busy += 1;
+                Ok(warm)
+            }
+            None => Err(PolicyError::NoInstance(deadline)),
+        }
+    }
+
+    /// A new instance into the idle pool, if the pool has room.
+    fn put_idle(&self, warm: Warm) {
+        let pool = self.lock_pool();
+        self.store_idle(pool, warm);
+    }
+
+    /// A check is done with its instance and it is fine: back to the pool.
+    fn release(&self, warm: Warm) {
+        let mut pool = self.lock_pool();
+        pool.busy = pool.busy.saturating_sub(1);
+        self.store_idle(pool, warm);
+    }
+
+    fn store_idle(&self, mut pool: MutexGuard<'_, Pool>, warm: Warm) {
+        if pool.closed || pool.idle.len() >= pool.max_idle {
+            drop(pool);
+            drop(warm);
+            return;
+        }
+        pool.idle.push(warm);
+        // Waking is a system call: only when a check is waiting.
+        if pool.waiting > 0 {
+            self.ready.notify_one();
+        }
+    }
+
+    /// A check's instance failed: drop it and have it replaced.
+    fn discard(&self, warm: Warm) {
+        self.forget_one();
+        drop(warm);
+    }
+
+    /// One busy instance is gone; wake the background thread if the pool is
+    /// now below its target.
+    fn forget_one(&self) {
+        let mut pool = self.lock_pool();
+        pool.busy = pool.busy.saturating_sub(1);
+        if pool.wants_more() {
+            self.work.notify_one();
+        }
+    }
+
+    /// The background thread: keep the pool at its target, `init` under the
+    /// init deadline, back off while `init` fails.
+    fn replenish(&self) {
+        let mut retry = RETRY_MIN;
+        loop {
+            {
+                let mut pool = self.lock_pool();
+                while !pool.closed && !pool.wants_more() {
+                    pool = self.work.wait(pool).unwrap_or_else(|p| p.into_inner());
+                }
+                if pool.closed {
+                    return;
+                }
+            }
+            match self.instantiate(self.limits.init_deadline) {
+                Ok(warm) => {
+                    retry = RETRY_MIN;
+                    self.put_idle(warm);
+                }
+                Err(e) => {
+                    tracing::warn!(
+                        target: "mqtt_policy::pool",
+                        policy = %self.name,
+                        "replacing an instance failed: {e}; retrying in {retry:?}"
+                    );
+                    let pool = self.lock_pool();
+                    drop(
+                        self.work
+                            .wait_timeout_while(pool, retry, |p| !p.closed)
+                            .unwrap_or_else(|p| p.into_inner()),
+                    );
+                    retry = retry.saturating_mul(2).min(RETRY_MAX);
+                }
+            }
         }
     }
 }
@@ -283,14 +526,19 @@ enum InstantiateError {
     Failed(PolicyError),
 }
 
-impl InstantiateError {
-    fn into_policy_error(self) -> PolicyError {
+impl std::fmt::Display for InstantiateError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            InstantiateError::Init(message) => {
-                PolicyError::Instantiate(format!("init failed: {message}"))
-            }
-            InstantiateError::Failed(e) => e,
+            InstantiateError::Init(message) => write!(f, "init returned an error: {message}"),
+            InstantiateError::Failed(e) => write!(f, "init {e}"),
         }
+    }
+}
+
+impl InstantiateError {
+    /// The error of a check (or `prewarm`) that had to make an instance.
+    fn into_policy_error(self) -> PolicyError {
+        PolicyError::Instantiate(self.to_string())
     }
 }
 
@@ -336,20 +584,28 @@ fn cut_message(message: &mut String) {
 
 impl Policy for WasmPolicy {
     fn connect_check(&self, request: &ConnectRequest) -> Result<ConnectVerdict, PolicyError> {
-        let mut verdict = self.run(|p, store| p.connect_check(store, request))?;
-        match &mut verdict {
-            ConnectVerdict::Allow(grant) => check_grant(grant)?,
-            ConnectVerdict::Deny(deny) => cut_message(&mut deny.message),
-            ConnectVerdict::Defer => {}
-        }
-        Ok(verdict)
+        self.run(
+            |p, store| p.connect_check(store, request),
+            |verdict| {
+                match verdict {
+                    ConnectVerdict::Allow(grant) => check_grant(grant)?,
+                    ConnectVerdict::Deny(deny) => cut_message(&mut deny.message),
+                    ConnectVerdict::Defer => {}
+                }
+                Ok(())
+            },
+        )
     }
 
     fn topic_check(&self, request: &TopicRequest) -> Result<TopicVerdict, PolicyError> {
-        let mut verdict = self.run(|p, store| p.topic_check(store, request))?;
-        if let TopicVerdict::Deny(deny) = &mut verdict {
-            cut_message(&mut deny.message);
-        }
-        Ok(verdict)
+        self.run(
+            |p, store| p.topic_check(store, request),
+            |verdict| {
+                if let TopicVerdict::Deny(deny) = verdict {
+                    cut_message(&mut deny.message);
+                }
+                Ok(())
+            },
+        )
     }
 }

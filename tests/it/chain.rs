@@ -476,6 +476,45 @@ fn failure_modes_decide_what_a_failed_policy_means() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `on_error = "allow"` is the failed policy's allow with an empty grant:
+/// the first allow wins, so no later policy is asked (not even a ban list)
+/// and the session gets no attributes or roles. `skip` is the mode that
+/// asks the later policies.
+#[test]
+fn on_error_allow_is_the_failed_policys_allow_and_ends_the_chain() -> anyhow::Result<()> {
+    let trap = crate::misbehave("trap", r#"{"mode":"trap"}"#, Default::default())?;
+    let ban = crate::misbehave("ban", r#"{"mode":"deny"}"#, Default::default())?;
+    let chain = Chain::builder()
+        .policy_with("advisory", trap.clone(), FailureMode::Allow)
+        .policy("ban", ban.clone())
+        .build()?;
+    let d = chain.connect_check(&connect("c"));
+    assert_eq!(
+        d.outcome,
+        Outcome::Allow(mqtt_policy_host::Grant::default())
+    );
+    assert_eq!(d.decided_by, DecidedBy::Policy("advisory".into()));
+    assert_eq!(
+        d.trace.len(),
+        1,
+        "the ban list was not asked: {:?}",
+        d.trace
+    );
+    let d = chain.topic_check(&topic("c", Access::Publish, "a", &[]));
+    assert!(d.is_allowed());
+    assert_eq!(d.trace.len(), 1);
+    assert_eq!(chain.stats()[1].1.checks(), 0);
+
+    let chain = Chain::builder()
+        .policy_with("advisory", trap, FailureMode::Skip)
+        .policy("ban", ban)
+        .build()?;
+    let d = chain.connect_check(&connect("c"));
+    assert_eq!(d.decider(), Some("ban"));
+    assert!(!d.is_allowed());
+    Ok(())
+}
+
 #[test]
 fn stats_count_each_policys_verdicts() -> anyhow::Result<()> {
     let f = fixture()?;

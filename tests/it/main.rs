@@ -1,6 +1,8 @@
 //! Integration tests: real policy components, built from source, driven
 //! through the host with real certificates and real tokens.
 
+mod amplification; // failing policies stay cheap: background replacement, circuit breaker
+mod bounds; // client input over the host bounds
 mod certs; // certificate parsing against openssl's own answers
 mod chain; // the sample chain: certificates, JWTs, topic lists, codes
 mod hostile; // hostile policies and input: containment, log flooding, secrets, soak

@@ -16,7 +16,8 @@
 //! (`std::process::exit(3)`), `log-forge` (log text that imitates host log
 //! lines), and `wasi` (allow, after using everything the sandbox offers:
 //! clocks, a hash map's seed, a few random bytes).
-//! Init modes, via `{"init": "<mode>"}`: `error`, `trap`, `loop`, `alloc`.
+//! Init modes, via `{"init": "<mode>"}`: `error`, `trap`, `loop`, `alloc`,
+//! `slow` (spin for `init_ms` milliseconds, then succeed).
 
 mod raw;
 
@@ -33,6 +34,8 @@ struct Config {
     mode: Option<String>,
     #[serde(default)]
     init: Option<String>,
+    #[serde(default)]
+    init_ms: u64,
 }
 
 pub struct Misbehave {
@@ -181,6 +184,12 @@ impl Policy for Misbehave {
             Some("trap") => panic!("init trap requested"),
             Some("loop") => spin(),
             Some("alloc") => return Err(format!("{}", hog())),
+            Some("slow") => {
+                let until = log::now_unix_ms().saturating_add(config.init_ms);
+                while log::now_unix_ms() < until {
+                    std::hint::black_box(());
+                }
+            }
             Some(other) => return Err(format!("unknown init mode {other}")),
         }
         Ok(Misbehave {
