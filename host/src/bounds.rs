@@ -20,7 +20,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::request::{Certificate, ConnectRequest, TopicRequest};
+use crate::cert::Certificate;
+use crate::request::{ConnectRequest, TopicRequest};
 
 /// MQTT's limit on a length-prefixed string or binary field (client id,
 /// username, password, topic): two length bytes.
