@@ -70,6 +70,37 @@ pub mod prelude {
 
 /// A policy. `new` runs once per instance with the configuration JSON; an
 /// error fails the policy's load with that message.
+///
+/// # Instances are shared by clients
+///
+/// The host keeps a few warm instances of each policy and runs every check on
+/// one of them. One instance — the same `self`, the same statics, the same
+/// heap — serves checks for many different clients, one after another, and
+/// two checks of the same client may run on different instances. Anything a
+/// check keeps (in `self` through interior mutability, in a `static`, in a
+/// cache, or in memory it reads back later) can be seen by a later check of a
+/// *different* client. Never keep one client's password, token or verdict
+/// where another client's check could read it or be influenced by it; treat
+/// all state as shared by everyone who connects, and expect it to vanish at
+/// any time (instances are created and dropped as the host sees fit).
+///
+/// What the host guarantees:
+/// - isolation between policies: each policy runs in its own instances with
+///   its own memory; no policy can read or change another's state;
+/// - a fresh instance after any failure: an instance that trapped, ran past
+///   its deadline or memory cap, called an import it may not use, exited, or
+///   returned a malformed or oversized result is dropped, never reused;
+/// - a CPU deadline per check and a memory cap per instance (32 MiB by
+///   default).
+///
+/// What it does not guarantee: isolation between clients within one policy
+/// instance.
+///
+/// A policy has no filesystem, network, environment, stdio or way to wait.
+/// It may log through the host, read the clocks, and get a little randomness
+/// (at most 4 KiB per call). `println!`, a panic message, `std::thread::sleep`
+/// or a socket stops the check with an error naming the import;
+/// `std::process::exit` is reported as the policy exiting.
 pub trait Policy: Sized + Send + Sync + 'static {
     /// Build the policy from its configuration (JSON text; `{}` if none).
     fn new(config: &str) -> Result<Self, String>;
