@@ -472,7 +472,16 @@ fn attack_chain() -> anyhow::Result<Chain> {
         ..Limits::default()
     };
     let policy = crate::misbehave("attacker", r#"{"mode":"allow"}"#, limits)?;
-    Ok(Chain::builder().policy("attacker", policy).build()?)
+    // Every attack fails on purpose, one after another: keep the circuit
+    // breaker out of the way so each one reaches the policy.
+    let no_breaker = mqtt_policy_host::BreakerConfig {
+        failures: 0,
+        ..Default::default()
+    };
+    Ok(Chain::builder()
+        .policy("attacker", policy)
+        .breaker(no_breaker)
+        .build()?)
 }
 
 #[test]
