@@ -8,13 +8,13 @@ use std::sync::Arc;
 
 use libfuzzer_sys::fuzz_target;
 use mqtt_policy_cli::check;
-use mqtt_policy_host::{Chain, ConnectRequest, ConnectVerdict, Grant, PolicyCheck, PolicyError, TopicRequest, TopicVerdict};
+use mqtt_policy_host::{Chain, ConnectRequest, ConnectVerdict, Grant, Policy, PolicyError, PolicyHost, TopicRequest, TopicVerdict};
 
 struct AllowAll;
 
-impl PolicyCheck for AllowAll {
+impl Policy for AllowAll {
     fn connect_check(&self, _: &ConnectRequest) -> Result<ConnectVerdict, PolicyError> {
-        Ok(ConnectVerdict::Allow(Grant { attributes: vec![], roles: vec![] }))
+        Ok(ConnectVerdict::Allow(Grant::default()))
     }
     fn topic_check(&self, _: &TopicRequest) -> Result<TopicVerdict, PolicyError> {
         Ok(TopicVerdict::Allow)
@@ -27,8 +27,9 @@ fuzz_target!(|data: &[u8]| {
     // Certificate files cannot be read from here: that is an input error.
     let Ok(prepared) = check::prepare(file, Path::new("/nonexistent-fuzz-base")) else { return };
     let Ok(chain) = Chain::builder().policy("allow-all", Arc::new(AllowAll)).build() else { return };
-    let Ok(report) = check::evaluate(&chain, &prepared) else { return };
-    if prepared.certificates.is_err() {
+    let host = PolicyHost::from_chain(chain);
+    let Ok(report) = check::evaluate(&host, &prepared) else { return };
+    if prepared.connect.certificate_error().is_some() {
         assert_eq!(report.connect.verdict, "deny", "malformed certificate allowed");
         assert_eq!(report.connect.decided_by, "(host)");
         assert!(report.topics.is_empty());
