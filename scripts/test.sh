@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Every test, on a fresh machine: installs what the tests need (the wasm
-# target, rustfmt/clippy, openssl, cargo-fuzz), checks formatting and lints, runs the
+# target, rustfmt/clippy, openssl, mosquitto clients, paho-mqtt, cargo-fuzz), checks formatting and lints, runs the
 # whole workspace's tests, then a bounded fuzz run. One release build serves the tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,11 +12,18 @@ rustup component add rustfmt clippy
 missing=()
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 command -v mosquitto_passwd >/dev/null 2>&1 || missing+=(mosquitto)
+command -v mosquitto_sub >/dev/null 2>&1 || missing+=(mosquitto-clients)
+command -v python3 >/dev/null 2>&1 || missing+=(python3 python3-pip)
 command -v mkfifo >/dev/null 2>&1 || missing+=(coreutils)
 if [ "${#missing[@]}" -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   as_root apt-get update -q
   as_root apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+# The broker's end-to-end tests drive it with paho-mqtt as well as mosquitto_pub/sub.
+if ! python3 -c 'import paho.mqtt' >/dev/null 2>&1; then
+  python3 -m pip install --user -q 'paho-mqtt>=2,<3' || python3 -m pip install --user -q --break-system-packages 'paho-mqtt>=2,<3'
 fi
 
 cargo fmt --all -- --check

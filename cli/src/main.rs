@@ -13,6 +13,12 @@
 //! loads the chain and keeps it loaded, reloading on file changes and SIGHUP,
 //! printing one JSON line per load attempt: an operator's way to try a chain
 //! change before a broker picks it up.
+//!
+//! ```text
+//! mqtt-policy broker --config broker.toml
+//! ```
+//! runs an MQTT broker (3.1, 3.1.1, 5) whose every decision is the chain's
+//! (see docs/broker.md).
 
 use mqtt_policy_cli::{check, passwd, watch};
 
@@ -66,6 +72,14 @@ enum Command {
         /// Quiet time after a file change before reloading.
         #[arg(long, default_value_t = 200)]
         debounce_ms: u64,
+    },
+    /// Run an MQTT broker (3.1/3.1.1/5) that asks the chain about every
+    /// CONNECT, SUBSCRIBE, PUBLISH and delivery; SIGHUP reloads the chain,
+    /// SIGTERM/SIGINT stop it.
+    Broker {
+        /// The broker configuration (TOML; see examples/broker.toml).
+        #[arg(long, short)]
+        config: PathBuf,
     },
     /// Create or update a user in a password file (like mosquitto_passwd).
     ///
@@ -145,6 +159,10 @@ fn run(command: Command) -> anyhow::Result<()> {
             cache_dir,
             std::time::Duration::from_millis(debounce_ms),
         ),
+        Command::Broker { config } => {
+            let config = mqtt_policy_broker::Config::load(&config)?;
+            Ok(mqtt_policy_broker::run(config)?)
+        }
         Command::Passwd {
             file,
             username,

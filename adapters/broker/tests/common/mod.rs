@@ -1,0 +1,449 @@
+//! Fixtures for the broker's end-to-end tests: certificates made with
+//! openssl, a chain like the sample one built from the guests' sources, a
+//! broker on random loopback ports (stopped on drop), and real clients
+//! (`mosquitto_pub`/`mosquitto_sub`, paho-mqtt) run as processes with
+//! bounded waits (killed on drop).
+#![allow(dead_code)]
+
+use std::io::{BufRead as _, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use mqtt_policy_broker::{Broker, Config};
+use mqtt_policy_tests::{
+    TestCert, ca_signed, guests, now, openssl, self_signed, sign_jwt, toml_str,
+};
+use serde_json::{Value, json};
+
+pub const SECRET: &str = "e2e-shared-secret";
+pub const EXAMPLES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples");
+pub const PAHO: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/paho_client.py");
+/// Compiled modules shared by every test run (compiling four policies per
+/// test would dominate the run time).
+pub const CACHE: &str = concat!(env!("CARGO_TARGET_TMPDIR"), "/broker-e2e-cache");
+
+/// Certificates and chain files of one test.
+pub struct Env {
+    pub dir: tempfile::TempDir,
+    pub ca: TestCert,
+    pub device: TestCert,
+    /// Signed by the same CA, not on the allow-list.
+    pub other: TestCert,
+    pub server: TestCert,
+    pub chain: PathBuf,
+}
+
+impl Env {
+    pub fn path(&self, name: &str) -> String {
+        self.dir.path().join(name).display().to_string()
+    }
+}
+
+/// A leaf `cn` signed by the CA `ca` (files `{ca}.pem`/`{ca}.key` in `dir`).
+fn leaf(dir: &Path, cn: &str, ca: &str) -> TestCert {
+    let run = |args: &[&str]| openssl(dir, args).expect("openssl");
+    run(&[
+        "req",
+        "-new",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-keyout",
+        &format!("{cn}.key"),
+        "-out",
+        &format!("{cn}.csr"),
+        "-subj",
+        &format!("/CN={cn}"),
+    ]);
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        &format!("{cn}.csr"),
+        "-CA",
+        &format!("{ca}.pem"),
+        "-CAkey",
+        &format!("{ca}.key"),
+        "-CAcreateserial",
+        "-out",
+        &format!("{cn}.pem"),
+        "-days",
+        "30",
+    ]);
+    let sha256 = run(&[
+        "x509",
+        "-in",
+        &format!("{cn}.pem"),
+        "-noout",
+        "-fingerprint",
+        "-sha256",
+    ]);
+    let pem = std::fs::read_to_string(dir.join(format!("{cn}.pem"))).expect("pem");
+    TestCert {
+        pem_path: dir.join(format!("{cn}.pem")),
+        pem,
+        der: Vec::new(),
+        sha1: String::new(),
+        sha256: sha256
+            .trim()
+            .split_once('=')
+            .map(|(_, v)| v.replace(':', ""))
+            .unwrap_or_default(),
+        serial: String::new(),
+    }
+}
+
+/// The sample chain (examples/policies.toml) with this test's device
+/// certificate on the allow-list and `rules_extra` appended.
+pub fn chain_toml(device_sha256: &str, rules_extra: &str) -> String {
+    format!(
+        r#"
+default = "deny"
+deadline_ms = 50
+memory_limit_mb = 32
+
+[[policy]]
+name = "certs"
+module = {thumbprint}
+[policy.config]
+thumbprints = [{leaf}]
+missing_certificate = "defer"
+not_listed = "deny"
+roles = ["device"]
+
+[[policy]]
+name = "passwords"
+module = {password}
+deadline_ms = 1000
+[policy.files]
+password_file = "passwd"
+[policy.config]
+unknown_user = "defer"
+
+[[policy]]
+name = "jwt"
+module = {jwt}
+[policy.config]
+username = "JWT"
+issuer = ["https://idp.example/"]
+audience = ["mqtt"]
+keys = [{{ alg = "HS256", secret = {secret} }}]
+
+[[policy]]
+name = "topics"
+module = {topics}
+[policy.files]
+acl_file = "acl"
+[policy.config]
+session_topics = "topics"
+otherwise = "deny"
+[[policy.config.rules]]
+publish = ["devices/{{attr:cert_cn}}/telemetry"]
+subscribe = ["devices/{{attr:cert_cn}}/commands/+"]
+{rules_extra}
+"#,
+        thumbprint = toml_str(guests::THUMBPRINT),
+        password = toml_str(guests::PASSWORD),
+        jwt = toml_str(guests::JWT),
+        topics = toml_str(guests::TOPIC_LIST),
+        leaf = toml_str(device_sha256),
+        secret = toml_str(SECRET),
+    )
+}
+
+pub fn env() -> Env {
+    env_with("")
+}
+
+pub fn env_with(rules_extra: &str) -> Env {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (device, ca) = ca_signed(dir.path(), "device-1").expect("device cert");
+    let other = leaf(dir.path(), "device-2", "device-1-ca");
+    let server = self_signed(dir.path(), "server").expect("server cert");
+    for f in ["passwd", "acl"] {
+        std::fs::copy(format!("{EXAMPLES}/{f}"), dir.path().join(f)).expect("copy example file");
+    }
+    let chain = dir.path().join("chain.toml");
+    std::fs::write(&chain, chain_toml(&device.sha256, rules_extra)).expect("chain");
+    Env {
+        dir,
+        ca,
+        device,
+        other,
+        server,
+        chain,
+    }
+}
+
+/// A JWT for the sample `jwt` policy with `topics`, expiring in `exp_in` s.
+pub fn token(sub: &str, topics: &[&str], exp_in: i64) -> String {
+    sign_jwt(
+        "HS256",
+        SECRET,
+        None,
+        &json!({"sub": sub, "iss": "https://idp.example/", "aud": "mqtt",
+                "exp": now() + exp_in, "iat": now() - 10, "topics": topics}),
+    )
+    .expect("sign")
+}
+
+/// A broker on random loopback ports, stopped when dropped.
+pub struct Running {
+    rt: Option<tokio::runtime::Runtime>,
+    broker: Option<Broker>,
+}
+
+impl Running {
+    pub fn broker(&self) -> &Broker {
+        self.broker.as_ref().expect("running")
+    }
+
+    pub fn port(&self, listener: &str) -> u16 {
+        self.broker().address(listener).expect("listener").port()
+    }
+
+    pub fn block_on<F: std::future::Future>(&self, f: F) -> F::Output {
+        self.rt.as_ref().expect("runtime").block_on(f)
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let (Some(rt), Some(broker)) = (self.rt.take(), self.broker.take()) {
+            rt.block_on(broker.shutdown(Duration::from_secs(2)));
+            rt.shutdown_timeout(Duration::from_secs(2));
+        }
+    }
+}
+
+pub fn config_toml(env: &Env, limits: &str) -> String {
+    format!(
+        r#"
+chain = {chain}
+cache_dir = {cache}
+metrics = "127.0.0.1:0"
+[limits]
+{limits}
+[[listener]]
+name = "tcp"
+transport = "tcp"
+address = "127.0.0.1:0"
+[[listener]]
+name = "tls"
+transport = "tls"
+address = "127.0.0.1:0"
+[listener.tls]
+cert = {cert}
+key = {key}
+client_ca = {ca}
+client_certs = "optional"
+[[listener]]
+name = "tls-required"
+transport = "tls"
+address = "127.0.0.1:0"
+[listener.tls]
+cert = {cert}
+key = {key}
+client_ca = {ca}
+client_certs = "required"
+[[listener]]
+name = "ws"
+transport = "ws"
+address = "127.0.0.1:0"
+"#,
+        chain = toml_str(&env.chain.display().to_string()),
+        cache = toml_str(CACHE),
+        cert = toml_str(&env.path("server.pem")),
+        key = toml_str(&env.path("server.key")),
+        ca = toml_str(&env.path("device-1-ca.pem")),
+    )
+}
+
+pub fn start(env: &Env) -> Running {
+    start_with(env, "")
+}
+
+pub fn start_with(env: &Env, limits: &str) -> Running {
+    let config = Config::parse(&config_toml(env, limits)).expect("config");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let broker = rt.block_on(Broker::start(config)).expect("broker starts");
+    Running {
+        rt: Some(rt),
+        broker: Some(broker),
+    }
+}
+
+/// A child process killed when dropped.
+pub struct Proc {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+    pub seen: Vec<String>,
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Proc {
+    pub fn spawn(cmd: &mut Command) -> Proc {
+        let mut child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e} (scripts/test.sh installs it)"));
+        let (tx, rx) = mpsc::channel();
+        for stream in [
+            child
+                .stdout
+                .take()
+                .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+            child
+                .stderr
+                .take()
+                .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines() {
+                    let Ok(line) = line else { break };
+                    if tx.send(line).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        Proc {
+            child,
+            lines: rx,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Wait until a line satisfies `pred` (bounded).
+    pub fn wait_for(&mut self, timeout: Duration, pred: impl Fn(&str) -> bool) -> Option<String> {
+        if let Some(l) = self.seen.iter().find(|l| pred(l)) {
+            return Some(l.clone());
+        }
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.checked_duration_since(Instant::now())?;
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    self.seen.push(line.clone());
+                    if pred(&line) {
+                        return Some(line);
+                    }
+                }
+                Err(_) => return None,
+            }
+        }
+    }
+
+    /// Wait for the process to end (bounded; killed after), collect output.
+    pub fn finish(mut self, timeout: Duration) -> (Option<i32>, Vec<String>) {
+        let deadline = Instant::now() + timeout;
+        let code = loop {
+            match self.child.try_wait() {
+                Ok(Some(status)) => break status.code(),
+                Ok(None) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(20))
+                }
+                _ => {
+                    let _ = self.child.kill();
+                    break None;
+                }
+            }
+        };
+        // Drain what the reader threads still hold.
+        let end = Instant::now() + Duration::from_millis(300);
+        while let Some(left) = end.checked_duration_since(Instant::now()) {
+            match self.lines.recv_timeout(left) {
+                Ok(line) => self.seen.push(line),
+                Err(_) => break,
+            }
+        }
+        (code, std::mem::take(&mut self.seen))
+    }
+}
+
+/// Run a command to completion (bounded) and return (exit code, lines).
+pub fn run(cmd: &mut Command, timeout: Duration) -> (Option<i32>, Vec<String>) {
+    Proc::spawn(cmd).finish(timeout)
+}
+
+/// A paho-mqtt client (tests/paho_client.py) with `args`.
+pub fn paho(port: u16, args: &[&str]) -> Command {
+    let mut cmd = Command::new("python3");
+    cmd.arg(PAHO).arg("--port").arg(port.to_string()).args(args);
+    cmd
+}
+
+/// The JSON events a paho client printed.
+pub fn events(lines: &[String]) -> Vec<Value> {
+    lines
+        .iter()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .collect()
+}
+
+pub fn event<'a>(events: &'a [Value], name: &str) -> Option<&'a Value> {
+    events.iter().find(|e| e["event"] == name)
+}
+
+pub fn messages(events: &[Value]) -> Vec<(String, String)> {
+    events
+        .iter()
+        .filter(|e| e["event"] == "message")
+        .map(|e| {
+            (
+                e["topic"].as_str().unwrap_or_default().to_owned(),
+                e["payload"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// `mosquitto_pub`/`mosquitto_sub` with `-d` on loopback `port`.
+pub fn mosquitto(tool: &str, port: u16, args: &[&str]) -> Command {
+    let mut cmd = Command::new(tool);
+    cmd.args(["-d", "-h", "127.0.0.1", "-p", &port.to_string()])
+        .args(args);
+    cmd
+}
+
+/// The CONNACK code `mosquitto_*` -d reported.
+pub fn connack(lines: &[String]) -> Option<u32> {
+    lines.iter().find_map(|l| {
+        let (_, rest) = l.split_once("received CONNACK (")?;
+        rest.split(')').next()?.parse().ok()
+    })
+}
+
+pub const T: Duration = Duration::from_secs(15);
+
+/// Until `pred` holds (bounded), polling.
+pub fn eventually(timeout: Duration, mut pred: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if pred() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    pred()
+}
