@@ -1,0 +1,142 @@
+#!/usr/bin/env bash
+# Broker benchmarks for BENCHMARKS.md ("Broker"): one load generator
+# (mqtt-load, rumqttc) against
+#   1. mqtt-policy broker with the sample chain,
+#   2. the same broker with no authorization (a chain of no policies,
+#      default allow: same code path, no policy runs),
+#   3. Debian's mosquitto 2.0 with password_file + acl_file on the same rules.
+# Usage: bash bench/load/run.sh [seconds per measurement]
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+secs="${1:-8}"
+out=target/bench-broker
+mkdir -p "$out"
+
+cargo build --release --target wasm32-wasip2 --target-dir target/wasm \
+  -p thumbprint-policy -p password-policy -p jwt-policy -p topic-list-policy
+cargo build --release -p mqtt-policy-cli -p mqtt-policy-load
+load=./target/release/mqtt-load
+cli=./target/release/mqtt-policy
+
+if [ ! -f "$out/server.pem" ]; then
+  (
+    cd "$out"
+    ec=(-newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes)
+    openssl req -x509 "${ec[@]}" -keyout ca.key -out ca.pem -days 30 -subj "/CN=bench CA" 2>/dev/null
+    openssl req -new "${ec[@]}" -keyout server.key -out server.csr -subj "/CN=localhost" 2>/dev/null
+    printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\n' > server.ext
+    openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out server.pem -days 30 -extfile server.ext 2>/dev/null
+    openssl req -new "${ec[@]}" -keyout device-1.key -out device-1.csr -subj "/CN=device-1" 2>/dev/null
+    openssl x509 -req -in device-1.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out device-1.pem -days 30 2>/dev/null
+  )
+fi
+thumb=$(openssl x509 -in "$out/device-1.pem" -noout -fingerprint -sha256 | cut -d= -f2 | tr -d :)
+wasm="$PWD/target/wasm/wasm32-wasip2/release"
+cp examples/passwd examples/acl "$out/"
+# The sample chain with the bench device on the allow-list.
+sed -e "s#\.\./target/wasm/wasm32-wasip2/release#$wasm#" \
+    -e "s#^  \"47:29.*#  \"$thumb\",#" \
+    -e "/^  \"011B9D/d" \
+    -e 's#^secret = .*##' \
+    examples/policies.toml > "$out/chain.toml"
+printf 'default = "allow"\n' > "$out/none.toml"
+token=$(python3 - <<'PY'
+import base64, hashlib, hmac, json, time
+def b64(b): return base64.urlsafe_b64encode(b).rstrip(b"=").decode()
+h = b64(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
+p = b64(json.dumps({"sub": "bench", "iss": "https://idp.example/", "aud": "mqtt",
+                    "exp": int(time.time()) + 3600, "topics": ["demo/#"]}).encode())
+s = b64(hmac.new(b"example-shared-secret-change-me", f"{h}.{p}".encode(), hashlib.sha256).digest())
+print(f"{h}.{p}.{s}")
+PY
+)
+
+broker_conf() { # chain file, port base
+  cat <<CONF
+chain = "$1"
+cache_dir = "$PWD/$out/cache"
+[limits]
+max_connections = 20000
+max_inflight = 32
+max_queued = 100000
+[[listener]]
+name = "tcp"
+transport = "tcp"
+address = "127.0.0.1:$2"
+[[listener]]
+name = "tls"
+transport = "tls"
+address = "127.0.0.1:$(($2 + 1))"
+[listener.tls]
+cert = "$PWD/$out/server.pem"
+key = "$PWD/$out/server.key"
+client_ca = "$PWD/$out/ca.pem"
+client_certs = "optional"
+CONF
+}
+broker_conf "$PWD/$out/chain.toml" 21883 > "$out/chain-broker.toml"
+broker_conf "$PWD/$out/none.toml" 22883 > "$out/none-broker.toml"
+
+# Mosquitto with equivalent rules: the same users ($7$ PBKDF2 for legacy,
+# Mosquitto cannot read argon2id so demo is re-hashed), the same acl_file,
+# certificate clients by CN.
+rm -f "$out/mosq.passwd"
+mosquitto_passwd -c -b "$out/mosq.passwd" demo demo-password
+grep '^legacy:' examples/passwd >> "$out/mosq.passwd"
+cat > "$out/mosq.acl" <<ACL
+$(cat examples/acl)
+
+user device-1
+topic write devices/device-1/telemetry
+topic read devices/device-1/commands/+
+ACL
+cat > "$out/mosquitto.conf" <<CONF
+per_listener_settings true
+listener 23883 127.0.0.1
+allow_anonymous false
+password_file $PWD/$out/mosq.passwd
+acl_file $PWD/$out/mosq.acl
+max_queued_messages 100000
+listener 23884 127.0.0.1
+allow_anonymous false
+cafile $PWD/$out/ca.pem
+certfile $PWD/$out/server.pem
+keyfile $PWD/$out/server.key
+require_certificate true
+use_identity_as_username true
+acl_file $PWD/$out/mosq.acl
+CONF
+
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; }
+trap cleanup EXIT
+"$cli" broker --config "$out/chain-broker.toml" & pids+=($!)
+"$cli" broker --config "$out/none-broker.toml" & pids+=($!)
+mosquitto -c "$out/mosquitto.conf" -q & pids+=($!)
+sleep 3
+
+results="$out/results.jsonl"
+: > "$results"
+measure() { # label, args...
+  local label=$1; shift
+  local r
+  r=$("$load" "$@" --seconds "$secs")
+  echo "{\"target\":\"$label\",\"result\":$r}" | tee -a "$results"
+}
+for target in chain:21883 none:22883 mosquitto:23883; do
+  name=${target%%:*}; port=${target##*:}
+  for qos in 0 1; do
+    measure "$name" throughput --port "$port" --qos "$qos" --publishers 4 --subscribers 4 \
+      --username demo --password demo-password --prefix demo/bench
+  done
+  measure "$name" connect --port "$port" --concurrency 8 --username legacy --password legacy-password
+  if [ "$name" != mosquitto ]; then
+    measure "$name" connect --port "$port" --concurrency 8 --username JWT --password "$token"
+    measure "$name" connect --port $((port + 1)) --concurrency 8 --cafile "$out/ca.pem" \
+      --cert "$out/device-1.pem" --key "$out/device-1.key"
+  else
+    measure "$name" connect --port 23884 --concurrency 8 --cafile "$out/ca.pem" \
+      --cert "$out/device-1.pem" --key "$out/device-1.key"
+  fi
+done
+echo "results in $results"
