@@ -25,7 +25,8 @@ if [ ! -f "$demo/server.pem" ]; then
     openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out server.pem \
       -days 30 -extfile server.ext 2>/dev/null
     openssl req -new "${ec[@]}" -keyout device.key -out device.csr -subj "/CN=demo-device" 2>/dev/null
-    openssl x509 -req -in device.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out device.pem -days 30 2>/dev/null
+    openssl x509 -req -in device.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out device.pem -days 30 \
+      -extfile <(printf 'basicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\n') 2>/dev/null
     chmod 600 ./*.key
   )
   echo "demo TLS material written to $demo/ (CA, server and client certificates, 30 days)"

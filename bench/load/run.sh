@@ -27,7 +27,8 @@ if [ ! -f "$out/server.pem" ]; then
     printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\n' > server.ext
     openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out server.pem -days 30 -extfile server.ext 2>/dev/null
     openssl req -new "${ec[@]}" -keyout device-1.key -out device-1.csr -subj "/CN=device-1" 2>/dev/null
-    openssl x509 -req -in device-1.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out device-1.pem -days 30 2>/dev/null
+    openssl x509 -req -in device-1.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out device-1.pem -days 30 \
+      -extfile <(printf 'basicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\n') 2>/dev/null
   )
 fi
 thumb=$(openssl x509 -in "$out/device-1.pem" -noout -fingerprint -sha256 | cut -d= -f2 | tr -d :)
@@ -37,7 +38,6 @@ cp examples/passwd examples/acl "$out/"
 sed -e "s#\.\./target/wasm/wasm32-wasip2/release#$wasm#" \
     -e "s#^  \"47:29.*#  \"$thumb\",#" \
     -e "/^  \"011B9D/d" \
-    -e 's#^secret = .*##' \
     examples/policies.toml > "$out/chain.toml"
 printf 'default = "allow"\n' > "$out/none.toml"
 token=$(python3 - <<'PY'

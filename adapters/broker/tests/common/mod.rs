@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use mqtt_policy_broker::{Broker, Config};
 use mqtt_policy_tests::{
-    TestCert, ca_signed, guests, now, openssl, self_signed, sign_jwt, toml_str,
+    TestCert, guests, now, openssl, self_signed, sign_jwt, toml_str,
 };
 use serde_json::{Value, json};
 
@@ -59,6 +59,13 @@ fn leaf(dir: &Path, cn: &str, ca: &str) -> TestCert {
         "-subj",
         &format!("/CN={cn}"),
     ]);
+    // rustls (webpki) accepts only X.509 v3 certificates; without
+    // extensions openssl 3.0 writes v1.
+    std::fs::write(
+        dir.join("client.ext"),
+        "basicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\n",
+    )
+    .expect("ext file");
     run(&[
         "x509",
         "-req",
@@ -73,6 +80,8 @@ fn leaf(dir: &Path, cn: &str, ca: &str) -> TestCert {
         &format!("{cn}.pem"),
         "-days",
         "30",
+        "-extfile",
+        "client.ext",
     ]);
     let sha256 = run(&[
         "x509",
@@ -161,7 +170,8 @@ pub fn env() -> Env {
 
 pub fn env_with(rules_extra: &str) -> Env {
     let dir = tempfile::tempdir().expect("tempdir");
-    let (device, ca) = ca_signed(dir.path(), "device-1").expect("device cert");
+    let ca = self_signed(dir.path(), "device-1-ca").expect("CA");
+    let device = leaf(dir.path(), "device-1", "device-1-ca");
     let other = leaf(dir.path(), "device-2", "device-1-ca");
     let server = self_signed(dir.path(), "server").expect("server cert");
     for f in ["passwd", "acl"] {
@@ -420,8 +430,10 @@ pub fn messages(events: &[Value]) -> Vec<(String, String)> {
 
 /// `mosquitto_pub`/`mosquitto_sub` with `-d` on loopback `port`.
 pub fn mosquitto(tool: &str, port: u16, args: &[&str]) -> Command {
-    let mut cmd = Command::new(tool);
-    cmd.args(["-d", "-h", "127.0.0.1", "-p", &port.to_string()])
+    // Line-buffered: mosquitto_sub's stdout is block-buffered into a pipe,
+    // and a test would see "Subscribed" only when it exits.
+    let mut cmd = Command::new("stdbuf");
+    cmd.args(["-oL", "-eL", tool, "-d", "-h", "127.0.0.1", "-p", &port.to_string()])
         .args(args);
     cmd
 }
