@@ -89,7 +89,9 @@ fn tls(args: &Args) -> anyhow::Result<Option<Transport>> {
         }
         _ => builder.with_no_client_auth(),
     };
-    Ok(Some(Transport::tls_with_config(TlsConfiguration::Rustls(Arc::new(config)))))
+    Ok(Some(Transport::tls_with_config(TlsConfiguration::Rustls(
+        Arc::new(config),
+    ))))
 }
 
 fn options(args: &Args, id: String, transport: &Option<Transport>) -> MqttOptions {
@@ -114,7 +116,10 @@ fn percentile(sorted: &[u64], p: f64) -> f64 {
     sorted[i.min(sorted.len() - 1)] as f64
 }
 
-async fn throughput(args: &Args, transport: Option<Transport>) -> anyhow::Result<serde_json::Value> {
+async fn throughput(
+    args: &Args,
+    transport: Option<Transport>,
+) -> anyhow::Result<serde_json::Value> {
     let qos = match args.qos {
         0 => QoS::AtMostOnce,
         1 => QoS::AtLeastOnce,
@@ -128,9 +133,15 @@ async fn throughput(args: &Args, transport: Option<Transport>) -> anyhow::Result
     let mut tasks = Vec::new();
     let (ready_tx, mut ready_rx) = tokio::sync::mpsc::channel::<()>(args.subscribers.max(1));
     for i in 0..args.subscribers {
-        let (client, mut ev) = AsyncClient::new(options(args, format!("bs-{run_id}-{i}"), &transport), 1000);
+        let (client, mut ev) =
+            AsyncClient::new(options(args, format!("bs-{run_id}-{i}"), &transport), 1000);
         client.subscribe(format!("{}/#", args.prefix), qos).await?;
-        let (stop, delivered, latencies, ready) = (stop.clone(), delivered.clone(), latencies.clone(), ready_tx.clone());
+        let (stop, delivered, latencies, ready) = (
+            stop.clone(),
+            delivered.clone(),
+            latencies.clone(),
+            ready_tx.clone(),
+        );
         tasks.push(tokio::spawn(async move {
             let mut local = Vec::new();
             while !stop.load(Ordering::Relaxed) {
@@ -166,7 +177,8 @@ async fn throughput(args: &Args, transport: Option<Transport>) -> anyhow::Result
     let started = Instant::now();
     let measuring = Arc::new(AtomicBool::new(true));
     for i in 0..args.publishers {
-        let (client, mut ev) = AsyncClient::new(options(args, format!("bp-{run_id}-{i}"), &transport), 100);
+        let (client, mut ev) =
+            AsyncClient::new(options(args, format!("bp-{run_id}-{i}"), &transport), 100);
         let (stop, published, measuring) = (stop.clone(), published.clone(), measuring.clone());
         let topic = format!("{}/{i}", args.prefix);
         let size = args.payload.max(8);
@@ -174,7 +186,8 @@ async fn throughput(args: &Args, transport: Option<Transport>) -> anyhow::Result
             let driver = tokio::spawn(async move {
                 loop {
                     match ev.poll().await {
-                        Ok(Event::Incoming(Packet::PubAck(_))) | Ok(Event::Outgoing(_)) | Ok(_) => {}
+                        Ok(Event::Incoming(Packet::PubAck(_))) | Ok(Event::Outgoing(_)) | Ok(_) => {
+                        }
                         Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
                     }
                 }
@@ -182,7 +195,11 @@ async fn throughput(args: &Args, transport: Option<Transport>) -> anyhow::Result
             while !stop.load(Ordering::Relaxed) {
                 let mut payload = vec![0u8; size];
                 payload[..8].copy_from_slice(&now_micros().to_be_bytes());
-                if client.publish(topic.clone(), qos, false, payload).await.is_err() {
+                if client
+                    .publish(topic.clone(), qos, false, payload)
+                    .await
+                    .is_err()
+                {
                     break;
                 }
                 if measuring.load(Ordering::Relaxed) {
@@ -197,7 +214,10 @@ async fn throughput(args: &Args, transport: Option<Transport>) -> anyhow::Result
     tokio::time::sleep(Duration::from_secs_f64(args.seconds)).await;
     measuring.store(false, Ordering::Relaxed);
     let elapsed = started.elapsed().as_secs_f64();
-    let (pubs, dels) = (published.load(Ordering::Relaxed), delivered.load(Ordering::Relaxed));
+    let (pubs, dels) = (
+        published.load(Ordering::Relaxed),
+        delivered.load(Ordering::Relaxed),
+    );
     // Let in-flight deliveries land before stopping the subscribers.
     tokio::time::sleep(Duration::from_millis(500)).await;
     stop.store(true, Ordering::Relaxed);

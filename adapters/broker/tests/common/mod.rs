@@ -12,9 +12,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use mqtt_policy_broker::{Broker, Config};
-use mqtt_policy_tests::{
-    TestCert, guests, now, openssl, self_signed, sign_jwt, toml_str,
-};
+use mqtt_policy_tests::{TestCert, guests, now, openssl, self_signed, sign_jwt, toml_str};
 use serde_json::{Value, json};
 
 pub const SECRET: &str = "e2e-shared-secret";
@@ -433,8 +431,17 @@ pub fn mosquitto(tool: &str, port: u16, args: &[&str]) -> Command {
     // Line-buffered: mosquitto_sub's stdout is block-buffered into a pipe,
     // and a test would see "Subscribed" only when it exits.
     let mut cmd = Command::new("stdbuf");
-    cmd.args(["-oL", "-eL", tool, "-d", "-h", "127.0.0.1", "-p", &port.to_string()])
-        .args(args);
+    cmd.args([
+        "-oL",
+        "-eL",
+        tool,
+        "-d",
+        "-h",
+        "127.0.0.1",
+        "-p",
+        &port.to_string(),
+    ])
+    .args(args);
     cmd
 }
 
