@@ -9,7 +9,7 @@
 //!   verified chain, connection limit, connect timeout);
 //! - [`hooks`]: the rmqtt hooks answering through the policy session, the
 //!   retain store and the shared-subscription chooser;
-//! - [`metrics`]: `/metrics`.
+//! - [`metrics`] serves `/metrics`.
 //!
 //! [`run`] is the command; [`Broker::start`] starts one inside a tokio
 //! runtime and returns a handle (tests, embedding).
