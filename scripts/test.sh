@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Every test, on a fresh machine: installs what the tests need (the wasm
-# target, rustfmt/clippy, openssl, mosquitto clients, paho-mqtt, cargo-fuzz), checks formatting and lints, runs the
+# target, rustfmt/clippy, openssl, mosquitto and its clients, RabbitMQ, Python's amqtt 0.12.1 and
+# paho-mqtt for the broker's and the webhook's real-broker tests, cargo-fuzz), checks formatting and lints, runs the
 # whole workspace's tests, then a bounded fuzz run. One release build serves the tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,16 +16,21 @@ command -v mosquitto_passwd >/dev/null 2>&1 || missing+=(mosquitto)
 command -v mosquitto_sub >/dev/null 2>&1 || missing+=(mosquitto-clients)
 command -v python3 >/dev/null 2>&1 || missing+=(python3 python3-pip)
 command -v mkfifo >/dev/null 2>&1 || missing+=(coreutils)
+[ -x /usr/lib/rabbitmq/bin/rabbitmq-server ] || missing+=(rabbitmq-server)
 if [ "${#missing[@]}" -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   as_root apt-get update -q
   as_root apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi
 
-# The broker's end-to-end tests drive it with paho-mqtt as well as mosquitto_pub/sub.
-if ! python3 -c 'import paho.mqtt' >/dev/null 2>&1; then
-  python3 -m pip install --user -q 'paho-mqtt>=2,<3' || python3 -m pip install --user -q --break-system-packages 'paho-mqtt>=2,<3'
+# The broker's and the webhook's real-broker tests: amqtt 0.12.1 (with its HTTP plugins' aiohttp and
+# sqlalchemy) and paho-mqtt. Debian's own python3 refuses system-wide pip installs.
+if ! python3 -c "import amqtt.contrib.http, paho.mqtt.client, sqlalchemy" >/dev/null 2>&1; then
+  pip_args=(-q amqtt==0.12.1 aiohttp sqlalchemy 'paho-mqtt>=2,<3')
+  python3 -m pip install "${pip_args[@]}" || python3 -m pip install --break-system-packages "${pip_args[@]}"
 fi
+# With everything installed, a missing broker fails its test instead of skipping it.
+export MQTT_POLICY_REQUIRE_BROKERS=1
 
 cargo fmt --all -- --check
 cargo clippy --release --workspace --all-targets -- -D warnings

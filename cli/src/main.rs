@@ -81,6 +81,14 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// Answer brokers' HTTP auth calls (amqtt, Azure Web PubSub, EMQX,
+    /// RabbitMQ) from the chain; reload on file changes and SIGHUP; exit on
+    /// SIGINT/SIGTERM.
+    Serve {
+        /// The serve file (TOML): listen address, chain, TLS, protocols.
+        #[arg(long, short)]
+        config: PathBuf,
+    },
     /// Create or update a user in a password file (like mosquitto_passwd).
     ///
     /// The password is asked twice on the terminal without echo, or read
@@ -163,6 +171,7 @@ fn run(command: Command) -> anyhow::Result<()> {
             let config = mqtt_policy_broker::Config::load(&config)?;
             Ok(mqtt_policy_broker::run(config)?)
         }
+        Command::Serve { config } => Ok(mqtt_policy_webhook::run(&config)?),
         Command::Passwd {
             file,
             username,
