@@ -19,6 +19,11 @@
 //! ```
 //! runs an MQTT broker (3.1, 3.1.1, 5) whose every decision is the chain's
 //! (see docs/broker.md).
+//!
+//! ```text
+//! mqtt-policy serve --config serve.toml
+//! ```
+//! answers brokers' HTTP auth calls from the chain (`adapters/webhook`).
 
 use mqtt_policy_cli::{check, passwd, watch};
 

@@ -189,8 +189,13 @@ async fn load(
                 }
                 let req = req.body(Full::new(Bytes::from(case.body.clone())))?;
                 let t = Instant::now();
-                let resp = sender.send_request(req).await?;
-                let body = resp.into_body().collect().await?.to_bytes();
+                let exchange = async {
+                    let resp = sender.send_request(req).await?;
+                    anyhow::Ok(resp.into_body().collect().await?.to_bytes())
+                };
+                let body = tokio::time::timeout(Duration::from_secs(10), exchange)
+                    .await
+                    .map_err(|_| anyhow::anyhow!("{}: no answer within 10 s", case.name))??;
                 let us = u32::try_from(t.elapsed().as_micros()).unwrap_or(u32::MAX);
                 anyhow::ensure!(
                     String::from_utf8_lossy(&body).contains(case.expect),

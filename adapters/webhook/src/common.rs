@@ -134,13 +134,18 @@ pub(crate) fn connect(
             "(rate-limited)",
         );
     }
-    // A connect may run an expensive policy (a password hash costs
-    // milliseconds): keep the runtime's other tasks moving meanwhile.
-    let outcome = match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
-        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => {
-            tokio::task::block_in_place(|| state.host.connect(request))
-        }
-        _ => state.host.connect(request),
+    // Inline by default: a check is microseconds, cheaper than handing the
+    // worker off. Chains with expensive policies (password hashes cost
+    // milliseconds) can offload connects so topic checks keep flowing.
+    let offload = state.config.limits.offload_connects
+        && matches!(
+            tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()),
+            Ok(tokio::runtime::RuntimeFlavor::MultiThread)
+        );
+    let outcome = if offload {
+        tokio::task::block_in_place(|| state.host.connect(request))
+    } else {
+        state.host.connect(request)
     };
     match outcome {
         Ok(session) => {

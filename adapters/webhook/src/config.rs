@@ -80,6 +80,11 @@ pub struct Limits {
     pub handshake_timeout_ms: u64,
     /// Connections served at once; more wait in the listen backlog.
     pub max_connections: usize,
+    /// Run connect checks off the async workers (`block_in_place`): for
+    /// chains whose connects cost milliseconds (password hashes), so topic
+    /// checks are not held up behind them. Costs a thread hand-off per
+    /// connect; off by default.
+    pub offload_connects: bool,
 }
 
 impl Default for Limits {
@@ -90,6 +95,7 @@ impl Default for Limits {
             body_timeout_ms: 10_000,
             handshake_timeout_ms: 10_000,
             max_connections: 1024,
+            offload_connects: false,
         }
     }
 }
