@@ -138,3 +138,86 @@ impl SessionMap {
         self.lock().map.len()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use mqtt_policy_host::{
+        Chain, ConnectRequest, ConnectVerdict, Grant, Policy, PolicyError, PolicyHost,
+        TopicRequest, TopicVerdict,
+    };
+
+    use super::*;
+
+    struct AllowAll;
+
+    impl Policy for AllowAll {
+        fn connect_check(&self, _: &ConnectRequest) -> Result<ConnectVerdict, PolicyError> {
+            Ok(ConnectVerdict::Allow(Grant::default()))
+        }
+        fn topic_check(&self, _: &TopicRequest) -> Result<TopicVerdict, PolicyError> {
+            Ok(TopicVerdict::Allow)
+        }
+    }
+
+    fn host() -> PolicyHost {
+        let chain = Chain::builder()
+            .policy("all", Arc::new(AllowAll))
+            .build()
+            .expect("chain builds");
+        PolicyHost::from_chain(chain)
+    }
+
+    fn session(host: &PolicyHost, client_id: &str, username: Option<&str>) -> Session {
+        let mut request = ConnectRequest::new(client_id);
+        if let Some(u) = username {
+            request = request.username(u);
+        }
+        host.connect(request).expect("allowed")
+    }
+
+    #[test]
+    fn bounded_oldest_connect_goes_first() {
+        let host = host();
+        let map = SessionMap::new(3, Duration::from_secs(60));
+        for i in 0..10 {
+            map.insert(session(&host, &format!("c{i}"), Some("u")));
+            // Reconnects of one key must not grow the queue without bound.
+            map.insert(session(&host, "steady", None));
+        }
+        assert!(map.len() <= 3);
+        assert!(map.get("c9", Some("u")).is_some());
+        assert!(map.get("c0", Some("u")).is_none());
+        assert!(map.lock().order.len() <= 2 * 3 + 1024);
+    }
+
+    #[test]
+    fn keyed_by_client_id_and_username() {
+        let host = host();
+        let map = SessionMap::new(10, Duration::from_secs(60));
+        map.insert(session(&host, "c", Some("alice")));
+        assert!(map.get("c", Some("alice")).is_some());
+        assert!(map.get("c", Some("bob")).is_none());
+        assert!(map.get("c", None).is_none());
+        map.remove("c", Some("alice"));
+        assert!(map.get("c", Some("alice")).is_none());
+    }
+
+    #[test]
+    fn unused_sessions_expire_and_use_refreshes() {
+        let host = host();
+        let map = SessionMap::new(10, Duration::from_millis(300));
+        map.insert(session(&host, "used", None));
+        map.insert(session(&host, "idle", None));
+        for _ in 0..4 {
+            std::thread::sleep(Duration::from_millis(100));
+            assert!(map.get("used", None).is_some());
+        }
+        assert!(map.get("idle", None).is_none());
+        // Expired entries at the head are dropped on the next insert.
+        std::thread::sleep(Duration::from_millis(400));
+        map.insert(session(&host, "new", None));
+        assert_eq!(map.len(), 1);
+    }
+}

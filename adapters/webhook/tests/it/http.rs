@@ -326,6 +326,15 @@ async fn config_errors_are_clear() -> anyhow::Result<()> {
             .unwrap_or_default();
         assert!(e.contains(message), "{text}: {e}");
     }
+    // The sample serve file parses, and names the sample chain.
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/serve.toml");
+    let config = ServeConfig::from_file(&example)?;
+    assert!(
+        config.chain.ends_with("examples/policies.toml"),
+        "{:?}",
+        config.chain
+    );
+    assert!(config.listen.ip().is_loopback());
     // A public address with no caller authentication is refused.
     let config = ServeConfig::from_toml(
         &format!("listen = \"0.0.0.0:0\"\nchain = {chain}\n[emqx]"),
