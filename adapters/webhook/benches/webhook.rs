@@ -2,13 +2,13 @@
 //! protocol, with keep-alive and several concurrent connections.
 //!
 //! ```text
-//! cargo bench -p mqtt-policy-webhook --bench webhook [-- SECONDS CONNECTIONS]
+//! cargo bench -p mqtt-policy-webhook --bench webhook [-- SECONDS CONNECTIONS CLIENT_THREADS SERVER_THREADS]
 //! ```
 //!
 //! The server runs on its own 2-thread tokio runtime; the load generator
 //! (hyper's HTTP/1.1 client, one connection per task, each request sent as
-//! soon as the previous answer arrived) on another, in the same process on
-//! the same machine. Policies are the real guests built from source: jwt
+//! soon as the previous answer arrived) on another (2 threads by default),
+//! in the same process on the same machine. Policies are the real guests built from source: jwt
 //! (HS256) and thumbprint for connects, topic-list for topic checks.
 
 use std::net::SocketAddr;
@@ -237,6 +237,8 @@ fn main() -> anyhow::Result<()> {
         .collect();
     let seconds = numbers.first().copied().unwrap_or(5.0);
     let connections = numbers.get(1).map_or(16, |c| *c as usize);
+    let client_threads = numbers.get(2).map_or(2, |c| *c as usize);
+    let server_threads = numbers.get(3).map_or(2, |c| *c as usize);
 
     let dir = tempfile::tempdir()?;
     let cert = mqtt_policy_tests::self_signed(dir.path(), "sensor-7")?;
@@ -257,11 +259,11 @@ fn main() -> anyhow::Result<()> {
     .map_err(anyhow::Error::msg)?;
 
     let server_rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+        .worker_threads(server_threads)
         .enable_all()
         .build()?;
     let client_rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+        .worker_threads(client_threads)
         .enable_all()
         .build()?;
     let host = PolicyHost::builder(&chain_path).build()?;
@@ -269,7 +271,7 @@ fn main() -> anyhow::Result<()> {
     let addr = server.local_addr();
 
     println!(
-        "webhook on {addr}: {connections} keep-alive connections, {seconds} s per protocol, server and load generator on 2 threads each, {} cores",
+        "webhook on {addr}: {connections} keep-alive connections, {seconds} s per protocol, server on {server_threads} threads, load generator on {client_threads}, {} cores",
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
     println!("| endpoint | checks | checks/s | p50 | p99 |");
