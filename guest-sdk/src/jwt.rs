@@ -1,5 +1,6 @@
 //! JWT verification with strict defaults, built on `jsonwebtoken`'s pure-Rust
-//! crypto so it compiles to wasm.
+//! crypto so it compiles to wasm. Needs the SDK's `jwt` feature:
+//! `mqtt-policy-sdk = { ..., features = ["jwt"] }`.
 //!
 //! - Algorithms: HS256/384/512, RS256/384/512, PS256/384/512, ES256/384 and
 //!   EdDSA (Ed25519). `alg: none` and anything else are rejected.
@@ -58,20 +59,30 @@ pub type Claims = Map<String, Value>;
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum JwtError {
+    /// The token is this many bytes, over [`Verifier::max_token_bytes`].
     TooLarge(usize),
+    /// Not three base64url parts of JSON, a duplicate member, bad claims.
     Malformed(String),
+    /// The header names an algorithm that is refused (`none`, unknown).
     UnsupportedAlgorithm(String),
+    /// No configured key matches the header's algorithm and `kid`.
     UnknownKey(String),
     /// The header has `crit`: it names extensions this verifier does not
     /// understand (it understands none), or is malformed.
     CriticalHeader(String),
+    /// The signature does not verify with any candidate key.
     BadSignature,
+    /// `exp` is past (beyond the leeway).
     Expired,
+    /// `nbf` is in the future (beyond the leeway).
     NotYetValid,
     /// `iat` is later than now plus the leeway.
     IssuedInFuture,
+    /// `iss` is missing, not a string, or not a configured issuer.
     WrongIssuer,
+    /// `aud` names no configured audience, or is present when none is configured.
     WrongAudience,
+    /// A required claim (such as `exp`) is absent.
     MissingClaim(String),
 }
 
@@ -113,13 +124,18 @@ impl std::error::Error for JwtError {}
 #[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct KeyConfig {
+    /// The JOSE algorithm this key verifies: `HS256`, `RS256`, `ES256`, ...
     pub alg: String,
+    /// The key id tokens name in their header to select this key.
     #[serde(default)]
     pub kid: Option<String>,
+    /// An HMAC secret as text (HS*).
     #[serde(default)]
     pub secret: Option<String>,
+    /// An HMAC secret as standard base64 (HS*), for binary secrets.
     #[serde(default)]
     pub secret_base64: Option<String>,
+    /// A PEM public key or certificate (RS*, PS*, ES*, EdDSA).
     #[serde(default)]
     pub public_key_pem: Option<String>,
 }
@@ -581,6 +597,8 @@ impl Verifier {
         Ok(self)
     }
 
+    /// Is at least one key configured? A verifier without keys refuses
+    /// every token.
     pub fn has_keys(&self) -> bool {
         !self.keys.is_empty()
     }
@@ -624,6 +642,22 @@ impl Verifier {
 
     /// Verify `token` (its exact bytes) at time `now_secs` (Unix seconds) and
     /// return its claims.
+    ///
+    /// ```
+    /// use mqtt_policy_sdk::jwt::{JwtError, KeyConfig, Verifier};
+    ///
+    /// let key: KeyConfig = mqtt_policy_sdk::config(r#"{"alg": "HS256", "secret": "change-me"}"#)?;
+    /// let verifier = Verifier::new().key(&key)?;
+    /// let token = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.\
+    ///     eyJzdWIiOiJ0aGVybW9zdGF0LTFhIiwiZXhwIjo0MTAyNDQ0ODAwLCJ0b3BpY3MiOlsidGVtcGVyYXR1cmUiXX0.\
+    ///     c5yLjctR1vHZ4XDQSzMPiidIEZUUIa7gip-Q7jRtTbE";
+    /// let now = mqtt_policy_sdk::log::now_unix_secs();
+    /// let claims = verifier.verify(token, now).map_err(|e| e.to_string())?;
+    /// assert_eq!(claims["sub"], "thermostat-1a");
+    /// // Expired in 2100, one second after `exp` plus the 30 s leeway:
+    /// assert_eq!(verifier.verify(token, 4_102_444_831), Err(JwtError::Expired));
+    /// # Ok::<(), String>(())
+    /// ```
     pub fn verify(&self, token: &str, now_secs: u64) -> Result<Claims, JwtError> {
         if token.len() > self.max_token_bytes {
             return Err(JwtError::TooLarge(token.len()));

@@ -2,7 +2,17 @@
 //!
 //! In a wasm build these call the host imports; in a native build (unit
 //! tests) they print to stderr and read the system clock, so policies run the
-//! same way in both.
+//! same way in both. The host attributes each line to the policy, keeps at
+//! most 16 lines per check and 50 per second per policy, and cuts long
+//! messages and values.
+//!
+//! ```
+//! use mqtt_policy_sdk::log;
+//!
+//! log::info("token accepted", &[("sub", "thermostat-1a"), ("kid", "2024-1")]);
+//! let expires_in = 3600u64.saturating_sub(log::now_unix_secs() % 3600);
+//! # let _ = expires_in;
+//! ```
 
 use crate::Level;
 
@@ -21,16 +31,25 @@ pub fn log(level: Level, message: &str, fields: &[(&str, &str)]) {
     eprintln!("[{level:?}] {message} {fields:?}");
 }
 
+/// Log at [`Level::Debug`].
 pub fn debug(message: &str, fields: &[(&str, &str)]) {
     log(Level::Debug, message, fields);
 }
 
+/// Log at [`Level::Info`].
 pub fn info(message: &str, fields: &[(&str, &str)]) {
     log(Level::Info, message, fields);
 }
 
+/// Log at [`Level::Warn`].
 pub fn warn(message: &str, fields: &[(&str, &str)]) {
     log(Level::Warn, message, fields);
+}
+
+/// Log at [`Level::Error`]. A field named [`crate::PANIC_LOG_FIELD`] first
+/// is reserved for panic reports.
+pub fn error(message: &str, fields: &[(&str, &str)]) {
+    log(Level::Error, message, fields);
 }
 
 /// Milliseconds since the Unix epoch, from the host.

@@ -10,6 +10,7 @@
 /// Why a topic name or filter is invalid.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TopicError {
+    /// Zero characters: MQTT topics are at least one character long.
     Empty,
     /// Contains U+0000, which MQTT forbids.
     NullCharacter,
@@ -48,6 +49,13 @@ fn common(s: &str) -> Result<(), TopicError> {
 }
 
 /// Check a topic name (publish, delivery): no wildcards.
+///
+/// ```
+/// use mqtt_policy_sdk::topic::{validate_name, TopicError};
+///
+/// assert!(validate_name("sensors/1/temp").is_ok());
+/// assert_eq!(validate_name("sensors/+/temp"), Err(TopicError::WildcardInName));
+/// ```
 pub fn validate_name(name: &str) -> Result<(), TopicError> {
     common(name)?;
     if name.contains(['+', '#']) {
@@ -57,6 +65,13 @@ pub fn validate_name(name: &str) -> Result<(), TopicError> {
 }
 
 /// Check a topic filter (subscribe): wildcards only as whole levels, `#` last.
+///
+/// ```
+/// use mqtt_policy_sdk::topic::{validate_filter, TopicError};
+///
+/// assert!(validate_filter("sensors/+/#").is_ok());
+/// assert_eq!(validate_filter("sensors/a#"), Err(TopicError::MisplacedWildcard));
+/// ```
 pub fn validate_filter(filter: &str) -> Result<(), TopicError> {
     common(filter)?;
     let mut levels = filter.split('/').peekable();
@@ -73,6 +88,14 @@ pub fn validate_filter(filter: &str) -> Result<(), TopicError> {
 }
 
 /// Does `filter` match the topic name `name`? Invalid input never matches.
+///
+/// ```
+/// use mqtt_policy_sdk::topic::matches;
+///
+/// assert!(matches("sensors/+/temp", "sensors/1/temp"));
+/// assert!(matches("sensors/#", "sensors"));
+/// assert!(!matches("#", "$SYS/uptime")); // leading wildcards skip `$` topics
+/// ```
 pub fn matches(filter: &str, name: &str) -> bool {
     if validate_filter(filter).is_err() || validate_name(name).is_err() {
         return false;
@@ -97,6 +120,13 @@ pub fn matches(filter: &str, name: &str) -> bool {
 /// matched by `outer`? This is how a subscription with wildcards is
 /// authorized: the requested filter must be covered by an allowed filter.
 /// Invalid filters never cover and are never covered.
+///
+/// ```
+/// use mqtt_policy_sdk::topic::covers;
+///
+/// assert!(covers("devices/d1/#", "devices/d1/+/config"));
+/// assert!(!covers("devices/+/config", "devices/#")); // wider than allowed
+/// ```
 pub fn covers(outer: &str, inner: &str) -> bool {
     if validate_filter(outer).is_err() || validate_filter(inner).is_err() {
         return false;
@@ -129,9 +159,54 @@ pub fn covers(outer: &str, inner: &str) -> bool {
     }
 }
 
+/// `value` if it is safe to put into a topic or filter as exactly one level,
+/// else `None`.
+///
+/// Use it for anything a client chose or a certificate carries (client id,
+/// username, common name, a token claim) before building a topic from it:
+/// `format!("devices/{id}/#")` with a client id of `+` would grant every
+/// device's topics, and one of `$SYS` would reach broker internals. `None`
+/// when the value is empty, starts with `$`, contains `/`, `+`, `#` or a
+/// control character (U+0000 included), or is longer than an MQTT string.
+///
+/// ```
+/// use mqtt_policy_sdk::topic::level;
+///
+/// assert_eq!(level("thermostat-1a"), Some("thermostat-1a"));
+/// assert_eq!(level("Thermostat 1a"), Some("Thermostat 1a")); // spaces are fine
+/// for unsafe_value in ["", "+", "#", "a/b", "$SYS", "a\nb", "a\0b"] {
+///     assert_eq!(level(unsafe_value), None, "{unsafe_value:?}");
+/// }
+/// let filter = level("device-7").map(|id| format!("devices/{id}/#"));
+/// assert_eq!(filter.as_deref(), Some("devices/device-7/#"));
+/// ```
+pub fn level(value: &str) -> Option<&str> {
+    let safe = !value.is_empty()
+        && value.len() <= 65_535
+        && !value.starts_with('$')
+        && !value.contains(['/', '+', '#'])
+        && !value.chars().any(char::is_control);
+    safe.then_some(value)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn levels_refuse_what_would_add_levels_wildcards_or_dollar_topics() {
+        for ok in ["a", "device-1", "Thermostat 1a", "a$", "é", "a.b:c"] {
+            assert_eq!(level(ok), Some(ok));
+        }
+        for bad in [
+            "", "$", "$SYS", "/", "a/", "+", "a+", "#", "\0", "a\u{7f}", "\t", "\u{85}",
+        ] {
+            assert_eq!(level(bad), None, "{bad:?}");
+        }
+        assert_eq!(level(&"a".repeat(65_536)), None);
+        // Every accepted level makes a valid name and filter level.
+        assert!(matches(&format!("x/{}/#", "a b"), "x/a b/c"));
+    }
 
     #[test]
     fn spec_examples_for_multi_level_wildcard() {

@@ -223,12 +223,9 @@ fn glob(pattern: &str, text: &str) -> bool {
 /// May a client-chosen or session value be substituted into a filter? It may
 /// not add levels or wildcards, nor start a `$` topic such as `$SYS`, nor
 /// carry control characters (MQTT forbids U+0000 in topics, and a
-/// certificate CN may hold any of them).
+/// certificate CN may hold any of them): the SDK's `topic::level` rule.
 fn safe_value(v: &str) -> bool {
-    !v.is_empty()
-        && !v.starts_with('$')
-        && !v.contains(['/', '+', '#'])
-        && !v.chars().any(char::is_control)
+    topic::level(v).is_some()
 }
 
 /// Substitute placeholders; `None` if a value is unsafe or missing.
