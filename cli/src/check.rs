@@ -33,7 +33,7 @@ pub struct RequestFile {
     pub topics: Vec<TopicInput>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ConnectInput {
     pub client_id: String,
@@ -65,7 +65,7 @@ pub struct ConnectInput {
     pub certificate_files: Vec<PathBuf>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NameValue {
     pub name: String,

@@ -24,8 +24,19 @@
 //! mqtt-policy serve --config serve.toml
 //! ```
 //! answers brokers' HTTP auth calls from the chain (`adapters/webhook`).
+//!
+//! ```text
+//! mqtt-policy test [--config policies.toml] tests.toml
+//! ```
+//! runs a file of cases (requests and the decisions expected) through the
+//! chain; exit 1 when one fails.
+//!
+//! ```text
+//! mqtt-policy new NAME [--dir DIR] [--sdk-path PATH]
+//! ```
+//! scaffolds a policy crate with unit tests, a chain file and test cases.
 
-use mqtt_policy_cli::{check, passwd, watch};
+use mqtt_policy_cli::{check, new, passwd, test, watch};
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -65,6 +76,35 @@ enum Command {
         /// Compile every module afresh and keep nothing on disk.
         #[arg(long)]
         no_cache: bool,
+    },
+    /// Run a file of test cases through a chain: requests and the decisions
+    /// expected for them (see README.md). Exit 1 if a case fails, 2 for bad input.
+    Test {
+        /// The case file: TOML, or JSON if it ends in `.json`.
+        cases: PathBuf,
+        /// The chain file (TOML); default: the case file's `config`.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// Keep compiled modules here between runs (default:
+        /// $XDG_CACHE_HOME/mqtt-policy or ~/.cache/mqtt-policy).
+        #[arg(long, conflicts_with = "no_cache")]
+        cache_dir: Option<PathBuf>,
+        /// Compile every module afresh and keep nothing on disk.
+        #[arg(long)]
+        no_cache: bool,
+    },
+    /// Create a policy crate: a policy with typed config and unit tests, a
+    /// chain file, example requests and test cases, ready to build.
+    New {
+        /// The crate and policy name (letters, digits, '-', '_').
+        name: String,
+        /// The directory to create (default: ./NAME); must not exist or be empty.
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// The SDK crate to depend on (an mqtt-policy checkout's guest-sdk);
+        /// default: the one this binary was built from.
+        #[arg(long)]
+        sdk_path: Option<PathBuf>,
     },
     /// Keep a chain loaded; reload on file changes and SIGHUP; exit on SIGINT/SIGTERM.
     Watch {
@@ -132,7 +172,7 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     match run(cli.command) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
             eprintln!("mqtt-policy: error: {e:#}");
             ExitCode::from(2)
@@ -140,7 +180,15 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(command: Command) -> anyhow::Result<()> {
+fn choose_cache_dir(no_cache: bool, given: Option<PathBuf>) -> Option<PathBuf> {
+    match (no_cache, given) {
+        (true, _) => None,
+        (false, Some(dir)) => Some(dir),
+        (false, None) => check::default_cache_dir(),
+    }
+}
+
+fn run(command: Command) -> anyhow::Result<ExitCode> {
     match command {
         Command::Check {
             config,
@@ -149,11 +197,7 @@ fn run(command: Command) -> anyhow::Result<()> {
             cache_dir,
             no_cache,
         } => {
-            let cache_dir = match (no_cache, cache_dir) {
-                (true, _) => None,
-                (false, Some(dir)) => Some(dir),
-                (false, None) => check::default_cache_dir(),
-            };
+            let cache_dir = choose_cache_dir(no_cache, cache_dir);
             let report = check::run(&config, &request, cache_dir.as_deref())?;
             let text = if compact {
                 serde_json::to_string(&report)?
@@ -161,7 +205,39 @@ fn run(command: Command) -> anyhow::Result<()> {
                 serde_json::to_string_pretty(&report)?
             };
             println!("{text}");
-            Ok(())
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Test {
+            cases,
+            config,
+            cache_dir,
+            no_cache,
+        } => {
+            let cache_dir = choose_cache_dir(no_cache, cache_dir);
+            let options = test::Options {
+                config: config.as_deref(),
+                cache_dir: cache_dir.as_deref(),
+                colour: test::colour_wanted(),
+            };
+            let summary = test::run(&cases, &options, &mut std::io::stdout().lock())?;
+            Ok(if summary.failed > 0 {
+                ExitCode::from(1)
+            } else {
+                ExitCode::SUCCESS
+            })
+        }
+        Command::New {
+            name,
+            dir,
+            sdk_path,
+        } => {
+            let created = new::run(&new::Options {
+                name: &name,
+                dir: dir.as_deref(),
+                sdk_path: sdk_path.as_deref(),
+            })?;
+            print!("{}", new::next_steps(&created));
+            Ok(ExitCode::SUCCESS)
         }
         Command::Watch {
             config,
@@ -171,12 +247,17 @@ fn run(command: Command) -> anyhow::Result<()> {
             &config,
             cache_dir,
             std::time::Duration::from_millis(debounce_ms),
-        ),
+        )
+        .map(|()| ExitCode::SUCCESS),
         Command::Broker { config } => {
             let config = mqtt_policy_broker::Config::load(&config)?;
-            Ok(mqtt_policy_broker::run(config)?)
+            mqtt_policy_broker::run(config)?;
+            Ok(ExitCode::SUCCESS)
         }
-        Command::Serve { config } => Ok(mqtt_policy_webhook::run(&config)?),
+        Command::Serve { config } => {
+            mqtt_policy_webhook::run(&config)?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Passwd {
             file,
             username,
@@ -193,6 +274,7 @@ fn run(command: Command) -> anyhow::Result<()> {
             stdin,
             format,
             iterations,
-        }),
+        })
+        .map(|()| ExitCode::SUCCESS),
     }
 }
