@@ -561,3 +561,102 @@ fn fifos_and_devices_are_refused_not_read() -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+/// `mqtt-policy test` on the sample chain's case file: every case passes.
+#[test]
+fn example_cases_pass() -> anyhow::Result<()> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let run = mqtt_policy(&[
+        "test",
+        "--no-cache",
+        &root.join("examples/tests.toml").to_string_lossy(),
+    ])?;
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    assert!(
+        run.stdout.ends_with("16 passed, 0 failed\n"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        !run.stdout.contains('\x1b'),
+        "no colour when not a terminal"
+    );
+    Ok(())
+}
+
+/// A failing case exits 1 and shows expected and got per field; bad case
+/// files exit 2 with a message.
+#[test]
+fn failing_cases_show_what_differs() -> anyhow::Result<()> {
+    let (dir, config) = setup()?;
+    let cases = dir.path().join("cases.toml");
+    std::fs::write(
+        &cases,
+        r#"
+[[case]]
+name = "certificate client"
+connect = { client_id = "device-1", protocol_version = 5, certificate_files = ["device-1.pem"] }
+expect = { verdict = "allow", decided_by = "jwt", attributes = { cert_cn = "device-2" } }
+topics = [
+  { topic = "devices/device-1/telemetry", access = "publish", qos = 1, expect = { verdict = "allow", code = 0 } },
+  { topic = "devices/device-2/telemetry", access = "publish", qos = 1, expect = { verdict = "allow", code = 0 } },
+]
+
+[[case]]
+name = "nobody"
+connect = { client_id = "x" }
+expect = { verdict = "deny", decided_by = "(default)", code = { 4 = 5, 5 = 0x87 } }
+topics = [{ topic = "a", access = "publish", expect = { verdict = "deny" } }]
+"#,
+    )?;
+    let run = mqtt_policy(&[
+        "test",
+        "--no-cache",
+        "--config",
+        &config.to_string_lossy(),
+        &cases.to_string_lossy(),
+    ])?;
+    assert_eq!(run.code, 1, "{}{}", run.stdout, run.stderr);
+    let expected = [
+        "FAIL certificate client",
+        "       connect.decided_by: expected \"jwt\", got \"certs\"",
+        "       connect.attributes.cert_cn: expected \"device-2\", got \"device-1\"",
+        "       topics[1] (publish devices/device-2/telemetry).verdict: expected allow, got deny (not-authorized, by topics: ",
+        "       topics[1] (publish devices/device-2/telemetry).code: expected 0 (0x00), got 135 (0x87)",
+        "FAIL nobody [MQTT 3.1.1]",
+        "       topics[0] (publish a): expected deny, got no answer: the connection was refused",
+        "FAIL nobody [MQTT 5]",
+        "0 passed, 3 failed",
+    ];
+    for line in expected {
+        assert!(
+            run.stdout.contains(line),
+            "missing {line:?} in\n{}",
+            run.stdout
+        );
+    }
+    std::fs::write(
+        &cases,
+        "[[case]]\nname = \"x\"\nconnect = { client_id = \"c\" }\nexpect = { verdict = \"perhaps\" }\n",
+    )?;
+    let run = mqtt_policy(&[
+        "test",
+        "--config",
+        &config.to_string_lossy(),
+        &cases.to_string_lossy(),
+    ])?;
+    assert_eq!(run.code, 2);
+    assert!(
+        run.stderr.contains("unknown variant `perhaps`"),
+        "{}",
+        run.stderr
+    );
+    std::fs::write(
+        &cases,
+        "[[case]]\nname = \"x\"\nconnect = { client_id = \"c\" }\nexpect = { verdict = \"deny\" }\n",
+    )?;
+    let run = mqtt_policy(&["test", &cases.to_string_lossy()])?;
+    assert_eq!(run.code, 2);
+    assert!(run.stderr.contains("give --config"), "{}", run.stderr);
+    Ok(())
+}
