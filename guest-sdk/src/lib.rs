@@ -134,7 +134,7 @@
 //!
 //! # Features
 //!
-//! - `jwt` (off by default): the [`jwt`] module, JWT verification with strict
+//! - `jwt` (off by default): the `jwt` module, JWT verification with strict
 //!   defaults. It pulls in RSA, ECDSA and EdDSA code, several times the build
 //!   time of a policy without it, so enable it only in policies that verify
 //!   tokens: `mqtt-policy-sdk = { ..., features = ["jwt"] }`.
