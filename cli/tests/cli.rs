@@ -660,3 +660,40 @@ topics = [{ topic = "a", access = "publish", expect = { verdict = "deny" } }]
     assert!(run.stderr.contains("give --config"), "{}", run.stderr);
     Ok(())
 }
+
+/// A panicking policy's message and location reach the operator (through
+/// the SDK's panic hook and the host log), not a "may not call" stdio trap.
+#[test]
+fn a_panic_says_what_happened_and_where() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let chain = write_chain(
+        dir.path(),
+        &format!(
+            "[[policy]]\nname = \"panicky\"\nmodule = {}\n[policy.config]\nmode = \"trap\"\n",
+            toml_str(guests::MISBEHAVE)
+        ),
+    )?;
+    let req = write(
+        dir.path(),
+        "r.json",
+        &json!({"connect": {"client_id": "c"}}),
+    )?;
+    let run = mqtt_policy(&[
+        "check",
+        "--no-cache",
+        "--log",
+        "error",
+        "--config",
+        &chain.to_string_lossy(),
+        &req.to_string_lossy(),
+    ])?;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let all = format!("{}{}", run.stdout, run.stderr);
+    assert!(all.contains("trap requested"), "{all}");
+    assert!(all.contains("tests/guests/misbehave/src/lib.rs:"), "{all}");
+    assert!(!all.contains("may not call"), "{all}");
+    let r: Value = serde_json::from_str(&run.stdout)?;
+    assert_eq!(r["connect"]["verdict"], "deny");
+    assert_eq!(r["connect"]["decided_by"], "panicky");
+    Ok(())
+}
