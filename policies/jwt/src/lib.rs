@@ -202,8 +202,8 @@ impl Jwt {
 
 impl Policy for Jwt {
     fn new(config: &str) -> Result<Self, String> {
-        let config: Config =
-            serde_json::from_str(config).map_err(|e| format!("invalid config: {e}"))?;
+        // Errors name the offending field by path.
+        let config: Config = mqtt_policy_sdk::config(config)?;
         if config.leeway_secs > MAX_LEEWAY_SECS {
             return Err(format!(
                 "leeway_secs must be at most {MAX_LEEWAY_SECS}, got {}",

@@ -574,8 +574,8 @@ fn parse_password_file(text: &str) -> Result<Vec<(String, StoredHash)>, String> 
 
 impl Policy for PasswordPolicy {
     fn new(config: &str) -> Result<Self, String> {
-        let config: Config =
-            serde_json::from_str(config).map_err(|e| format!("invalid config: {e}"))?;
+        // Errors name the offending field by path.
+        let config: Config = mqtt_policy_sdk::config(config)?;
         let mut from_file: Vec<Option<(String, StoredHash)>> =
             parse_password_file(config.password_file.as_deref().unwrap_or_default())?
                 .into_iter()

@@ -64,8 +64,8 @@ fn refuse(otherwise: Otherwise, message: &str) -> ConnectVerdict {
 
 impl Policy for Thumbprint {
     fn new(config: &str) -> Result<Self, String> {
-        let config: Config =
-            serde_json::from_str(config).map_err(|e| format!("invalid config: {e}"))?;
+        // Errors name the offending field by path.
+        let config: Config = mqtt_policy_sdk::config(config)?;
         if config.thumbprints.is_empty() {
             return Err("thumbprints must list at least one thumbprint".into());
         }

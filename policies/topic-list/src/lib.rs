@@ -311,8 +311,8 @@ fn grants(filter: &str, access: Access, topic_or_filter: &str) -> bool {
 
 impl Policy for TopicList {
     fn new(config: &str) -> Result<Self, String> {
-        let config: Config =
-            serde_json::from_str(config).map_err(|e| format!("invalid config: {e}"))?;
+        // Errors name the offending field by path.
+        let config: Config = mqtt_policy_sdk::config(config)?;
         let mut rules = Vec::with_capacity(config.rules.len());
         for (i, r) in config.rules.into_iter().enumerate() {
             let what = format!("rule {}", i + 1);
