@@ -55,6 +55,7 @@ broker_conf() { # chain file, port base
   cat <<CONF
 chain = "$1"
 cache_dir = "$PWD/$out/cache"
+metrics = "127.0.0.1:$(($2 + 116))"
 [limits]
 max_connections = 20000
 max_inflight = 32
@@ -130,6 +131,12 @@ for target in chain:21883 none:22883 mosquitto:23883; do
       --username demo --password demo-password --prefix demo/bench
   done
   measure "$name" connect --port "$port" --concurrency 8 --username legacy --password legacy-password
+  if [ "$name" = chain ]; then
+    # The same publish load through the TLS listener (password user, no client
+    # certificate): what TLS termination in the front costs per message.
+    measure "$name-tls" throughput --port $((port + 1)) --cafile "$out/ca.pem" --qos 0 \
+      --publishers 4 --subscribers 4 --username demo --password demo-password --prefix demo/bench
+  fi
   if [ "$name" != mosquitto ]; then
     measure "$name" connect --port "$port" --concurrency 8 --username JWT --password "$token"
     measure "$name" connect --port $((port + 1)) --concurrency 8 --cafile "$out/ca.pem" \
@@ -139,4 +146,21 @@ for target in chain:21883 none:22883 mosquitto:23883; do
       --cert "$out/device-1.pem" --key "$out/device-1.key"
   fi
 done
+
+# Memory over 100,000 connect/disconnect cycles (password user, 8 at a time)
+# against the broker with the sample chain: resident set before, after the
+# first 10,000 and after all 100,000, and what the broker still holds.
+rss() { awk '/^VmRSS/ { print $2 }' "/proc/${pids[0]}/status"; }
+before=$(rss)
+"$load" connect --port 21883 --concurrency 8 --username legacy --password legacy-password \
+  --count 10000 --seconds 600 > "$out/rss-10k.json"
+after_10k=$(rss)
+"$load" connect --port 21883 --concurrency 8 --username legacy --password legacy-password \
+  --count 90000 --seconds 1800 > "$out/rss-100k.json"
+sleep 2
+after_100k=$(rss)
+metrics=$(curl -s "http://127.0.0.1:21999/metrics" || true)
+open=$(awk '/^mqtt_policy_broker_connections / { print $2 }' <<<"$metrics")
+sessions=$(awk '/^mqtt_policy_broker_sessions / { print $2 }' <<<"$metrics")
+echo "{\"target\":\"chain\",\"result\":{\"mode\":\"rss\",\"cycles\":100000,\"rss_kib_before\":$before,\"rss_kib_after_10k\":$after_10k,\"rss_kib_after_100k\":$after_100k,\"open_connections_after\":\"${open}\",\"sessions_after\":\"${sessions}\"}}" | tee -a "$results"
 echo "results in $results"

@@ -466,7 +466,8 @@ impl Chain {
                             generation = self.generation,
                             on_error = ?entry.on_error,
                             suppressed,
-                            "policy failed: {error}"
+                            "{}",
+                            failure_line(&entry.name, &error)
                         );
                     }
                     trace.push(Step {
@@ -564,5 +565,13 @@ impl Chain {
         } else {
             tracing::debug!(target: "mqtt_policy::decision", what, client_id, username, topic, verdict, ?reason, decider, generation = self.generation);
         }
+    }
+}
+
+/// `policy "NAME" panicked: MESSAGE at FILE:LINE`, or `policy "NAME" failed: ERROR`.
+pub(crate) fn failure_line(policy: &str, error: &PolicyError) -> String {
+    match error {
+        PolicyError::Panicked { .. } => format!("policy \"{policy}\" {error}"),
+        _ => format!("policy \"{policy}\" failed: {error}"),
     }
 }

@@ -33,12 +33,10 @@ pub enum LoadError {
     },
     #[error("policy \"{policy}\": init rejected its configuration: {message}")]
     Init { policy: String, message: String },
-    #[error("policy \"{policy}\": init failed: {source}")]
-    InitFailed {
-        policy: String,
-        #[source]
-        source: PolicyError,
-    },
+    // The policy error is in the message and deliberately not a `source`:
+    // reporters that print the chain (`{:#}`) would say it twice.
+    #[error("policy \"{policy}\": init failed: {error}")]
+    InitFailed { policy: String, error: PolicyError },
     #[error("duplicate policy name \"{0}\" in the chain")]
     DuplicateName(String),
     #[error("engine: {0}")]
@@ -56,6 +54,10 @@ pub enum PolicyError {
     OutOfMemory(usize),
     #[error("trapped: {0}")]
     Trap(String),
+    /// Panicked; the SDK's panic hook reported the message and location
+    /// (`file:line`) before the trap.
+    #[error("panicked: {message} at {location}")]
+    Panicked { message: String, location: String },
     #[error("returned a malformed result: {0}")]
     InvalidResult(String),
     /// A check found no warm instance and could not start one within its

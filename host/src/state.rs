@@ -27,6 +27,9 @@ pub(crate) struct StoreState {
     log_gate: Arc<LogGate>,
     log_budget: u32,
     pub(crate) logs_dropped: u64,
+    /// The SDK's panic report of the current call (message, location), kept
+    /// outside the log budget so the failure can say what happened.
+    pub(crate) panic: Option<(String, String)>,
 }
 
 impl StoreState {
@@ -42,6 +45,7 @@ impl StoreState {
             log_gate,
             log_budget: LOG_LINES_PER_CALL,
             logs_dropped: 0,
+            panic: None,
         }
     }
 
@@ -49,9 +53,13 @@ impl StoreState {
     pub(crate) fn begin_call(&mut self, deadline: std::time::Duration, ticks: u64) {
         self.log_budget = LOG_LINES_PER_CALL;
         self.limiter.hit = false;
+        self.panic = None;
         self.deadline.arm(deadline, ticks);
     }
 }
+
+/// The field that marks the SDK's panic report (`mqtt_policy_sdk::PANIC_LOG_FIELD`).
+const PANIC_LOG_FIELD: &str = "mqtt-policy.panic";
 
 fn cut(s: &str) -> &str {
     match s.char_indices().nth(LOG_MAX_CHARS) {
@@ -115,6 +123,16 @@ impl StoreState {
         message: &str,
         fields: &[(String, String)],
     ) {
+        // The SDK's panic hook: kept (first report of the call only) for the
+        // failure this call is about to become, not logged twice.
+        if let (GuestLevel::Error, Some((key, location))) = (level, fields.first())
+            && key == PANIC_LOG_FIELD
+        {
+            if self.panic.is_none() {
+                self.panic = Some((clean(message).into_owned(), clean(location).into_owned()));
+            }
+            return;
+        }
         if self.log_budget == 0 {
             self.logs_dropped += 1;
             return;

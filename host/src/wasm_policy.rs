@@ -204,9 +204,9 @@ impl WasmPolicy {
                     policy: name.to_owned(),
                     message,
                 },
-                InstantiateError::Failed(source) => LoadError::InitFailed {
+                InstantiateError::Failed(error) => LoadError::InitFailed {
                     policy: name.to_owned(),
-                    source,
+                    error,
                 },
             })?;
         shared.put_idle(warm);
@@ -546,6 +546,14 @@ fn classify(e: &wasmtime::Error, store: &Store<StoreState>, deadline: Duration) 
     let state = store.data();
     if state.limiter.hit {
         return PolicyError::OutOfMemory(state.limiter.memory_bytes);
+    }
+    // A reported panic explains whatever trap followed it (the abort, or a
+    // forbidden import the panic runtime touched).
+    if let Some((message, location)) = &state.panic {
+        return PolicyError::Panicked {
+            message: message.clone(),
+            location: location.clone(),
+        };
     }
     if let Some(stopped) = e.downcast_ref::<sandbox::Stopped>() {
         return stopped.to_policy_error();

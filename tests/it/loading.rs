@@ -103,7 +103,7 @@ fn init_errors_fail_the_load_with_the_policys_message() -> anyhow::Result<()> {
         matches!(
             err,
             Some(LoadError::InitFailed {
-                source: mqtt_policy_host::PolicyError::Timeout(_),
+                error: mqtt_policy_host::PolicyError::Timeout(_),
                 ..
             })
         ),

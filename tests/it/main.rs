@@ -8,6 +8,7 @@ mod chain; // the sample chain: certificates, JWTs, topic lists, codes
 mod hostile; // hostile policies and input: containment, log flooding, secrets, soak
 mod limits; // deadlines, traps, memory caps, instance replacement
 mod loading; // modules and configs that must fail to load, with clear errors
+mod panics; // panics are reported with their message and location
 mod password; // mosquitto_passwd files and Mosquitto acl_files, read by the host
 mod reload; // hot reload: swaps under load, broken files, the disk cache
 mod session; // whole connections through the session API, codes of every version

@@ -60,6 +60,10 @@ struct Args {
     prefix: String,
     #[arg(long, default_value_t = 10.0)]
     seconds: f64,
+    /// `connect`: stop after this many connection attempts in all (or at
+    /// `--seconds`, whichever comes first).
+    #[arg(long)]
+    count: Option<u64>,
 }
 
 fn now_micros() -> u64 {
@@ -239,14 +243,17 @@ async fn throughput(
 async fn connects(args: &Args, transport: Option<Transport>) -> anyhow::Result<serde_json::Value> {
     let deadline = Instant::now() + Duration::from_secs_f64(args.seconds);
     let run_id = now_micros();
+    let attempts = Arc::new(AtomicU64::new(0));
+    let limit = args.count.unwrap_or(u64::MAX);
     let mut tasks = Vec::new();
     for w in 0..args.concurrency {
+        let attempts = attempts.clone();
         let opts_args = (args.username.clone(), args.password.clone());
         let (host, port, transport) = (args.host.clone(), args.port, transport.clone());
         tasks.push(tokio::spawn(async move {
             let (mut ok, mut refused, mut lat) = (0u64, 0u64, Vec::new());
             let mut n = 0u64;
-            while Instant::now() < deadline {
+            while Instant::now() < deadline && attempts.fetch_add(1, Ordering::Relaxed) < limit {
                 n += 1;
                 let mut o = MqttOptions::new(format!("bc-{run_id}-{w}-{n}"), host.clone(), port);
                 o.set_keep_alive(Duration::from_secs(30));
@@ -291,11 +298,15 @@ async fn connects(args: &Args, transport: Option<Transport>) -> anyhow::Result<s
         refused += r;
         lat.extend(l);
     }
-    let elapsed = started.elapsed().as_secs_f64().max(args.seconds);
+    let elapsed = if args.count.is_some() {
+        started.elapsed().as_secs_f64()
+    } else {
+        started.elapsed().as_secs_f64().max(args.seconds)
+    };
     lat.sort_unstable();
     Ok(serde_json::json!({
         "mode": "connect", "concurrency": args.concurrency, "seconds": elapsed,
-        "connects_per_s": ok as f64 / elapsed, "refused": refused,
+        "connects": ok, "connects_per_s": ok as f64 / elapsed, "refused": refused,
         "connack_p50_ms": percentile(&lat, 0.50) / 1000.0,
         "connack_p99_ms": percentile(&lat, 0.99) / 1000.0,
     }))
