@@ -60,6 +60,11 @@ struct Args {
     prefix: String,
     #[arg(long, default_value_t = 10.0)]
     seconds: f64,
+    /// `throughput`: messages per second per publisher (0: as fast as the
+    /// client goes). A fixed rate below saturation gives delivery latency
+    /// without the queueing of an overloaded run.
+    #[arg(long, default_value_t = 0)]
+    rate: u32,
     /// `connect`: stop after this many connection attempts in all (or at
     /// `--seconds`, whichever comes first).
     #[arg(long)]
@@ -130,6 +135,8 @@ async fn throughput(
         _ => bail!("qos 0 or 1"),
     };
     let stop = Arc::new(AtomicBool::new(false));
+    // Deliveries count while the publishers run (plus a short drain).
+    let window = Arc::new(AtomicBool::new(false));
     let delivered = Arc::new(AtomicU64::new(0));
     let published = Arc::new(AtomicU64::new(0));
     let latencies = Arc::new(Mutex::new(Vec::<u64>::new()));
@@ -139,7 +146,12 @@ async fn throughput(
     for i in 0..args.subscribers {
         let (client, mut ev) =
             AsyncClient::new(options(args, format!("bs-{run_id}-{i}"), &transport), 1000);
-        client.subscribe(format!("{}/#", args.prefix), qos).await?;
+        // Topics unique to this run: a backlog from an earlier run cannot
+        // reach these subscribers.
+        client
+            .subscribe(format!("{}/{run_id}/#", args.prefix), qos)
+            .await?;
+        let window = window.clone();
         let (stop, delivered, latencies, ready) = (
             stop.clone(),
             delivered.clone(),
@@ -154,6 +166,9 @@ async fn throughput(
                         let _ = ready.send(()).await;
                     }
                     Ok(Ok(Event::Incoming(Packet::Publish(p)))) => {
+                        if !window.load(Ordering::Relaxed) {
+                            continue;
+                        }
                         delivered.fetch_add(1, Ordering::Relaxed);
                         if p.payload.len() >= 8 {
                             let mut b = [0u8; 8];
@@ -174,18 +189,20 @@ async fn throughput(
     }
     drop(ready_tx);
     for _ in 0..args.subscribers {
-        tokio::time::timeout(Duration::from_secs(10), ready_rx.recv())
+        tokio::time::timeout(Duration::from_secs(30), ready_rx.recv())
             .await
             .context("subscribers did not get their SUBACK")?;
     }
+    window.store(true, Ordering::Relaxed);
     let started = Instant::now();
     let measuring = Arc::new(AtomicBool::new(true));
     for i in 0..args.publishers {
         let (client, mut ev) =
             AsyncClient::new(options(args, format!("bp-{run_id}-{i}"), &transport), 100);
         let (stop, published, measuring) = (stop.clone(), published.clone(), measuring.clone());
-        let topic = format!("{}/{i}", args.prefix);
+        let topic = format!("{}/{run_id}/{i}", args.prefix);
         let size = args.payload.max(8);
+        let rate = args.rate;
         tasks.push(tokio::spawn(async move {
             let driver = tokio::spawn(async move {
                 loop {
@@ -196,7 +213,15 @@ async fn throughput(
                     }
                 }
             });
+            let mut pace = (rate > 0).then(|| {
+                let mut t = tokio::time::interval(Duration::from_secs_f64(1.0 / f64::from(rate)));
+                t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+                t
+            });
             while !stop.load(Ordering::Relaxed) {
+                if let Some(t) = pace.as_mut() {
+                    t.tick().await;
+                }
                 let mut payload = vec![0u8; size];
                 payload[..8].copy_from_slice(&now_micros().to_be_bytes());
                 if client
@@ -218,12 +243,12 @@ async fn throughput(
     tokio::time::sleep(Duration::from_secs_f64(args.seconds)).await;
     measuring.store(false, Ordering::Relaxed);
     let elapsed = started.elapsed().as_secs_f64();
-    let (pubs, dels) = (
-        published.load(Ordering::Relaxed),
-        delivered.load(Ordering::Relaxed),
-    );
-    // Let in-flight deliveries land before stopping the subscribers.
+    let pubs = published.load(Ordering::Relaxed);
+    // Let in-flight deliveries land (they count: they were published in the
+    // window), then close the window and stop the subscribers.
     tokio::time::sleep(Duration::from_millis(500)).await;
+    window.store(false, Ordering::Relaxed);
+    let dels = delivered.load(Ordering::Relaxed);
     stop.store(true, Ordering::Relaxed);
     for t in tasks {
         let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
@@ -232,7 +257,7 @@ async fn throughput(
     lat.sort_unstable();
     Ok(serde_json::json!({
         "mode": "throughput", "qos": args.qos, "publishers": args.publishers, "subscribers": args.subscribers,
-        "payload": args.payload, "seconds": elapsed,
+        "payload": args.payload, "rate_per_publisher": args.rate, "seconds": elapsed,
         "published_per_s": pubs as f64 / elapsed,
         "delivered_per_s": dels as f64 / elapsed,
         "latency_p50_ms": percentile(&lat, 0.50) / 1000.0,
@@ -278,9 +303,13 @@ async fn connects(args: &Args, transport: Option<Transport>) -> anyhow::Result<s
                     ok += 1;
                     lat.push(u64::try_from(t0.elapsed().as_micros()).unwrap_or(u64::MAX));
                     let _ = client.disconnect().await;
-                    // Drive the DISCONNECT out.
-                    let _ = tokio::time::timeout(Duration::from_millis(200), async {
-                        while ev.poll().await.is_ok() {}
+                    // Drive the DISCONNECT out, then drop the connection.
+                    let _ = tokio::time::timeout(Duration::from_secs(2), async {
+                        while let Ok(e) = ev.poll().await {
+                            if matches!(e, Event::Outgoing(rumqttc::Outgoing::Disconnect)) {
+                                break;
+                            }
+                        }
                     })
                     .await;
                 } else {
