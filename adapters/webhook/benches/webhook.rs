@@ -276,7 +276,12 @@ fn main() -> anyhow::Result<()> {
     );
     println!("| endpoint | checks | checks/s | p50 | p99 |");
     println!("|---|---|---|---|---|");
+    // WEBHOOK_BENCH_ONLY=emqx measures only the endpoints whose name contains it (for profiling).
+    let only = std::env::var("WEBHOOK_BENCH_ONLY").unwrap_or_default();
     for case in cases(&token, &cert.pem, &cert.sha1) {
+        if !case.name.contains(only.as_str()) {
+            continue;
+        }
         let case = Arc::new(case);
         // Warm up: instances, connections, caches.
         client_rt.block_on(load(addr, case.clone(), connections, 0.5))?;
