@@ -205,7 +205,7 @@ pub fn prepare(file: RequestFile, base_dir: &Path) -> anyhow::Result<Prepared> {
 /// Load the chain, read the request, evaluate, and build the report.
 pub fn run(config: &Path, request_path: &Path, cache_dir: Option<&Path>) -> anyhow::Result<Report> {
     let text = mqtt_policy_host::read_regular_text(request_path, MAX_REQUEST_FILE_BYTES)
-        .with_context(|| format!("cannot read request file {}", request_path.display()))?;
+        .context("request file")?;
     let file = parse_request(&text)
         .with_context(|| format!("invalid request file {}", request_path.display()))?;
     let prepared = prepare(
@@ -216,9 +216,7 @@ pub fn run(config: &Path, request_path: &Path, cache_dir: Option<&Path>) -> anyh
     if let Some(dir) = cache_dir {
         builder = builder.disk_cache(dir);
     }
-    let host = builder
-        .build()
-        .with_context(|| format!("cannot load chain {}", config.display()))?;
+    let host = builder.build().context("cannot load the chain")?;
     evaluate(&host, &prepared)
 }
 
@@ -320,7 +318,7 @@ fn connect_request(c: &ConnectInput, base: &Path) -> anyhow::Result<ConnectReque
         let path = base.join(f);
         blobs.push(
             mqtt_policy_host::read_regular(&path, cert::MAX_INPUT_BYTES as u64)
-                .with_context(|| format!("cannot read certificate file {}", path.display()))?,
+                .context("certificate file")?,
         );
     }
     let mut ders = Vec::new();

@@ -178,10 +178,29 @@ fn main() -> ExitCode {
     match run(cli.command) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("mqtt-policy: error: {e:#}");
+            eprintln!("mqtt-policy: error: {}", one_line(&e));
             ExitCode::from(2)
         }
     }
+}
+
+/// The error and its causes on one line, each said once: a library error
+/// that prints its cause (`"cannot listen on …: address in use"`) and also
+/// returns it as `source()` would otherwise repeat it.
+fn one_line(e: &anyhow::Error) -> String {
+    let mut line = String::new();
+    let mut previous = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if !previous.contains(&text) {
+            if !line.is_empty() {
+                line.push_str(": ");
+            }
+            line.push_str(&text);
+        }
+        previous = text;
+    }
+    line
 }
 
 fn choose_cache_dir(no_cache: bool, given: Option<PathBuf>) -> Option<PathBuf> {

@@ -293,9 +293,7 @@ pub fn run(
     if let Some(dir) = options.cache_dir {
         builder = builder.disk_cache(dir);
     }
-    let host = builder
-        .build()
-        .with_context(|| format!("cannot load chain {}", config.display()))?;
+    let host = builder.build().context("cannot load the chain")?;
     let paint = Paint { on: options.colour };
     let mut summary = Summary::default();
     for run in &runs {

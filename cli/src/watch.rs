@@ -46,9 +46,7 @@ pub fn run(config: &Path, cache_dir: Option<PathBuf>, debounce: Duration) -> any
     if let Some(dir) = cache_dir {
         builder = builder.disk_cache(dir);
     }
-    let host = builder
-        .build()
-        .with_context(|| format!("cannot load chain {}", config.display()))?;
+    let host = builder.build().context("cannot load the chain")?;
     let _watcher = host
         .watch(debounce)
         .context("cannot watch the chain's files")?;

@@ -220,6 +220,11 @@ fn bad_input_exits_non_zero_with_a_clear_message() -> anyhow::Result<()> {
         &bad_chain,
         "[[policy]]\nname = \"g\"\nmodule = \"garbage.wasm\"\n",
     )?;
+    let missing_chain = d.join("missing-chain.toml");
+    std::fs::write(
+        &missing_chain,
+        "[[policy]]\nname = \"m\"\nmodule = \"missing.wasm\"\n",
+    )?;
     let ok_req = write(d, "ok.json", &json!({"connect": {"client_id": "a"}}))?;
     let cases: Vec<(PathBuf, PathBuf, &str)> = vec![
         (config.clone(), d.join("absent.json"), "absent.json"),
@@ -283,7 +288,8 @@ fn bad_input_exits_non_zero_with_a_clear_message() -> anyhow::Result<()> {
             "nope.pem",
         ),
         (d.join("absent.toml"), ok_req.clone(), "absent.toml"),
-        (bad_chain, ok_req, "not a WebAssembly component"),
+        (bad_chain, ok_req.clone(), "not a WebAssembly component"),
+        (missing_chain, ok_req, "missing.wasm"),
     ];
     for (config, request, needle) in cases {
         let run = mqtt_policy(&[
@@ -294,6 +300,20 @@ fn bad_input_exits_non_zero_with_a_clear_message() -> anyhow::Result<()> {
         ])?;
         assert_eq!(run.code, 2, "{needle}: {}", run.stderr);
         assert!(run.stderr.contains(needle), "{needle}: {}", run.stderr);
+        // One line, nothing said twice (no byte dumps, no repeated causes).
+        assert_eq!(run.stderr.trim_end().lines().count(), 1, "{}", run.stderr);
+        if needle.contains('.') || needle.starts_with("not a") {
+            // A file is named once.
+            assert_eq!(run.stderr.matches(needle).count(), 1, "{}", run.stderr);
+        }
+        if needle == "missing.wasm" {
+            assert_eq!(
+                run.stderr.matches("(os error 2)").count(),
+                1,
+                "{}",
+                run.stderr
+            );
+        }
         assert!(run.stdout.is_empty());
         assert!(!run.stderr.contains("panicked"));
     }

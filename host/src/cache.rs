@@ -77,7 +77,7 @@ impl ComponentCache {
         std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
         builder.create(&dir).map_err(|source| LoadError::Read {
             path: dir.clone(),
-            source,
+            error: source,
         })?;
         check_trusted(&dir)?;
         Ok(Self {
@@ -209,11 +209,11 @@ fn check_trusted(dir: &Path) -> Result<(), LoadError> {
         use std::os::unix::fs::MetadataExt as _;
         let refuse = |why: String| LoadError::Read {
             path: dir.to_owned(),
-            source: std::io::Error::new(std::io::ErrorKind::PermissionDenied, why),
+            error: std::io::Error::new(std::io::ErrorKind::PermissionDenied, why),
         };
         let meta = std::fs::metadata(dir).map_err(|source| LoadError::Read {
             path: dir.to_owned(),
-            source,
+            error: source,
         })?;
         if !meta.is_dir() {
             return Err(refuse("the cache path is not a directory".into()));
@@ -237,7 +237,7 @@ fn check_trusted(dir: &Path) -> Result<(), LoadError> {
         let me = made
             .map_err(|source| LoadError::Read {
                 path: dir.to_owned(),
-                source,
+                error: source,
             })?
             .uid();
         if meta.uid() != me {

@@ -31,8 +31,30 @@ pub(crate) fn compile_component(
     Component::new(engine.wasmtime(), bytes).map_err(|e| LoadError::NotAComponent {
         policy: policy.to_owned(),
         module: origin.to_owned(),
-        message: format!("{e:#}"),
+        message: not_a_component(bytes, &e),
     })
+}
+
+/// Why `bytes` did not compile, in one line: what the file is, or the
+/// compiler's first line (wasmparser's messages can carry multi-line byte
+/// dumps).
+fn not_a_component(bytes: &[u8], e: &wasmtime::Error) -> String {
+    const MAGIC: &[u8] = b"\0asm";
+    if !bytes.starts_with(MAGIC) {
+        return format!(
+            "no WebAssembly header (a {} byte file that does not start with \"\\0asm\")",
+            bytes.len()
+        );
+    }
+    // Bytes 4..8: version 1, layer 0 is a core module; a component has layer 1.
+    if bytes.get(4..8) == Some(&[1, 0, 0, 0]) {
+        return "a core WebAssembly module, not a component: build the policy for wasm32-wasip2 \
+                (cargo build --target wasm32-wasip2)"
+            .to_owned();
+    }
+    let text = format!("{e:#}");
+    let first = text.lines().next().unwrap_or_default();
+    first.trim_end_matches([' ', '=', '[', ':']).to_owned()
 }
 
 /// Check a compiled component against the `policy` world and pre-link it.

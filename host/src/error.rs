@@ -9,11 +9,12 @@ use std::time::Duration;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum LoadError {
-    #[error("cannot read {path}: {source}")]
+    // The I/O error is in the message and deliberately not a `source`:
+    // reporters that print the chain (`{:#}`) would say it twice.
+    #[error("cannot read {path}: {error}")]
     Read {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("invalid chain config {path}: {message}")]
     Config { path: PathBuf, message: String },

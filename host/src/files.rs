@@ -18,7 +18,7 @@ pub const MAX_DATA_FILE_BYTES: u64 = 16 << 20;
 pub fn read_regular(path: &Path, max: u64) -> Result<Vec<u8>, LoadError> {
     let err = |source: std::io::Error| LoadError::Read {
         path: path.to_owned(),
-        source,
+        error: source,
     };
     let mut options = std::fs::OpenOptions::new();
     options.read(true);
@@ -55,7 +55,7 @@ pub fn read_regular_text(path: &Path, max: u64) -> Result<String, LoadError> {
     let bytes = read_regular(path, max)?;
     String::from_utf8(bytes).map_err(|e| LoadError::Read {
         path: path.to_owned(),
-        source: std::io::Error::new(
+        error: std::io::Error::new(
             std::io::ErrorKind::InvalidData,
             format!(
                 "not UTF-8 text (invalid byte at offset {})",

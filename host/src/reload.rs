@@ -136,7 +136,7 @@ impl PolicyHostBuilder {
         let config_path =
             std::path::absolute(&self.config_path).map_err(|source| LoadError::Read {
                 path: self.config_path.clone(),
-                source,
+                error: source,
             })?;
         let started = Instant::now();
         let Loaded {
@@ -187,7 +187,7 @@ fn load(
     // link and a module through the new one would mix two versions.
     let snapshot = std::fs::canonicalize(config_path).map_err(|source| LoadError::Read {
         path: config_path.to_owned(),
-        source,
+        error: source,
     })?;
     let config = ChainConfig::from_file(&snapshot)?;
     let loaded = load_chain(engine, &config, &snapshot, cache, generation)?;
