@@ -148,6 +148,58 @@ pub fn ca_signed(dir: &Path, cn: &str) -> anyhow::Result<(TestCert, TestCert)> {
     Ok((load_cert(dir, cn)?, ca))
 }
 
+/// A TLS client certificate `cn` (EC P-256) signed by the CA whose files
+/// are `dir/{ca}.pem` and `dir/{ca}.key` (e.g. from [`self_signed`]). It is
+/// X.509 v3 with `clientAuth`: rustls (webpki) and OpenSSL's client
+/// verification refuse the v1 certificates `openssl x509 -req` writes when
+/// given no extensions.
+pub fn client_cert(dir: &Path, cn: &str, ca: &str) -> anyhow::Result<TestCert> {
+    openssl(
+        dir,
+        &[
+            "req",
+            "-new",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            &format!("{cn}.key"),
+            "-out",
+            &format!("{cn}.csr"),
+            "-subj",
+            &format!("/CN={cn}"),
+        ],
+    )?;
+    let ext = format!("{cn}.ext");
+    std::fs::write(
+        dir.join(&ext),
+        "basicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\n",
+    )?;
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            &format!("{cn}.csr"),
+            "-CA",
+            &format!("{ca}.pem"),
+            "-CAkey",
+            &format!("{ca}.key"),
+            "-CAcreateserial",
+            "-out",
+            &format!("{cn}.pem"),
+            "-days",
+            "30",
+            "-extfile",
+            &ext,
+        ],
+    )?;
+    load_cert(dir, cn)
+}
+
 /// Key pairs for signing test tokens, made by openssl.
 #[derive(Debug, Clone)]
 pub struct KeyPair {

@@ -12,7 +12,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use mqtt_policy_broker::{Broker, Config};
-use mqtt_policy_tests::{TestCert, guests, now, openssl, self_signed, sign_jwt, toml_str};
+use mqtt_policy_tests::{TestCert, client_cert, guests, now, self_signed, sign_jwt, toml_str};
 use serde_json::{Value, json};
 
 pub const SECRET: &str = "e2e-shared-secret";
@@ -39,69 +39,9 @@ impl Env {
     }
 }
 
-/// A leaf `cn` signed by the CA `ca` (files `{ca}.pem`/`{ca}.key` in `dir`).
+/// A v3 client certificate `cn` signed by the CA `ca` (files in `dir`).
 fn leaf(dir: &Path, cn: &str, ca: &str) -> TestCert {
-    let run = |args: &[&str]| openssl(dir, args).expect("openssl");
-    run(&[
-        "req",
-        "-new",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:P-256",
-        "-nodes",
-        "-keyout",
-        &format!("{cn}.key"),
-        "-out",
-        &format!("{cn}.csr"),
-        "-subj",
-        &format!("/CN={cn}"),
-    ]);
-    // rustls (webpki) accepts only X.509 v3 certificates; without
-    // extensions openssl 3.0 writes v1.
-    std::fs::write(
-        dir.join("client.ext"),
-        "basicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\n",
-    )
-    .expect("ext file");
-    run(&[
-        "x509",
-        "-req",
-        "-in",
-        &format!("{cn}.csr"),
-        "-CA",
-        &format!("{ca}.pem"),
-        "-CAkey",
-        &format!("{ca}.key"),
-        "-CAcreateserial",
-        "-out",
-        &format!("{cn}.pem"),
-        "-days",
-        "30",
-        "-extfile",
-        "client.ext",
-    ]);
-    let sha256 = run(&[
-        "x509",
-        "-in",
-        &format!("{cn}.pem"),
-        "-noout",
-        "-fingerprint",
-        "-sha256",
-    ]);
-    let pem = std::fs::read_to_string(dir.join(format!("{cn}.pem"))).expect("pem");
-    TestCert {
-        pem_path: dir.join(format!("{cn}.pem")),
-        pem,
-        der: Vec::new(),
-        sha1: String::new(),
-        sha256: sha256
-            .trim()
-            .split_once('=')
-            .map(|(_, v)| v.replace(':', ""))
-            .unwrap_or_default(),
-        serial: String::new(),
-    }
+    client_cert(dir, cn, ca).expect("client certificate")
 }
 
 /// The sample chain (examples/policies.toml) with this test's device
