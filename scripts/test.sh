@@ -35,6 +35,9 @@ export MQTT_POLICY_REQUIRE_BROKERS=1
 cargo fmt --all -- --check
 cargo clippy --release --workspace --all-targets -- -D warnings
 mkdir -p target
+# `cargo test` does not (re)build a cdylib for integration tests: the Mosquitto
+# plugin's tests load target/release/libmqtt_policy_mosquitto.so, built here.
+cargo build --release -p mqtt-policy-mosquitto
 cargo test --release --workspace 2>&1 | tee target/test-output.log
 
 # Bounded fuzzing of certificates, request JSON, JWTs and topic filters

@@ -4,7 +4,9 @@
 #   1. mqtt-policy broker with the sample chain,
 #   2. the same broker with no authorization (a chain of no policies,
 #      default allow: same code path, no policy runs),
-#   3. Debian's mosquitto 2.0 with password_file + acl_file on the same rules.
+#   3. Debian's mosquitto 2.0 with password_file + acl_file on the same rules,
+#   4. the same mosquitto with our plugin (adapters/mosquitto) and the sample
+#      chain instead of those files.
 # Usage: bash bench/load/run.sh [seconds per measurement]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -14,7 +16,7 @@ mkdir -p "$out"
 
 cargo build --release --target wasm32-wasip2 --target-dir target/wasm \
   -p thumbprint-policy -p password-policy -p jwt-policy -p topic-list-policy
-cargo build --release -p mqtt-policy-cli -p mqtt-policy-load
+cargo build --release -p mqtt-policy-cli -p mqtt-policy-load -p mqtt-policy-mosquitto
 load=./target/release/mqtt-load
 cli=./target/release/mqtt-policy
 
@@ -109,12 +111,31 @@ use_identity_as_username true
 acl_file $PWD/$out/mosq.acl
 CONF
 
+# Mosquitto with the plugin and the sample chain (chain.toml) instead of its files.
+cat > "$out/mosquitto-plugin.conf" <<CONF
+user $(id -un)
+per_listener_settings false
+allow_anonymous false
+max_queued_messages 100000
+plugin $PWD/target/release/libmqtt_policy_mosquitto.so
+plugin_opt_config $PWD/$out/chain.toml
+plugin_opt_cache_dir $PWD/$out/cache
+plugin_opt_log warn
+listener 24883 127.0.0.1
+listener 24884 127.0.0.1
+cafile $PWD/$out/ca.pem
+certfile $PWD/$out/server.pem
+keyfile $PWD/$out/server.key
+require_certificate true
+CONF
+
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; }
 trap cleanup EXIT
 "$cli" broker --config "$out/chain-broker.toml" & pids+=($!)
 "$cli" broker --config "$out/none-broker.toml" & pids+=($!)
 mosquitto -c "$out/mosquitto.conf" 2>"$out/mosquitto.log" & pids+=($!)
+mosquitto -c "$out/mosquitto-plugin.conf" >"$out/mosquitto-plugin.log" 2>&1 & pids+=($!)
 sleep 3
 
 results="$out/results.jsonl"
@@ -126,7 +147,7 @@ measure() { # label, args...
   r=$("$load" "$@" --seconds "$secs")
   echo "{\"target\":\"$label\",\"result\":$r}" | tee -a "$results"
 }
-for target in chain:21883 none:22883 mosquitto:23883; do
+for target in chain:21883 none:22883 mosquitto:23883 mosquitto-plugin:24883; do
   name=${target%%:*}; port=${target##*:}
   for qos in 0 1; do
     # As fast as the publishers go (throughput), then at a fixed 4 x 2,500
@@ -143,7 +164,11 @@ for target in chain:21883 none:22883 mosquitto:23883; do
     measure "$name-tls" throughput --port $((port + 1)) --cafile "$out/ca.pem" --qos 0 \
       --publishers 4 --subscribers 4 --username demo --password demo-password --prefix demo/bench
   fi
-  if [ "$name" != mosquitto ]; then
+  if [ "$name" = mosquitto-plugin ]; then
+    measure "$name" connect --port "$port" --concurrency 8 --username JWT --password "$token"
+    measure "$name" connect --port 24884 --concurrency 8 --cafile "$out/ca.pem" \
+      --cert "$out/device-1.pem" --key "$out/device-1.key"
+  elif [ "$name" != mosquitto ]; then
     measure "$name" connect --port "$port" --concurrency 8 --username JWT --password "$token"
     measure "$name" connect --port $((port + 1)) --concurrency 8 --cafile "$out/ca.pem" \
       --cert "$out/device-1.pem" --key "$out/device-1.key"

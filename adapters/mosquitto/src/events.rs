@@ -54,11 +54,14 @@ impl Access {
     }
 }
 
-/// Was this a deny by the chain's default, to be handed to Mosquitto?
-fn defers<A>(plugin: &Plugin, decision: &Decision<A>) -> bool {
+/// Was this a deny by the chain's default, to be handed to Mosquitto? Never
+/// for a SUBSCRIBE or UNSUBSCRIBE: Mosquitto's own check grants every one, so
+/// deferring would lose the chain's per-filter refusal.
+fn defers<A>(plugin: &Plugin, decision: &Decision<A>, access: Option<Access>) -> bool {
     plugin.defer == DeferMode::Mosquitto
         && decision.decided_by == DecidedBy::Default
         && !decision.is_allowed()
+        && !matches!(access, Some(Access::Subscribe | Access::Unsubscribe))
 }
 
 /// The CONNECT as Mosquitto exposes it to a plugin: no certificate chain
@@ -104,6 +107,7 @@ fn connect(
     username: Option<&str>,
     password: Option<&[u8]>,
     lazily: bool,
+    keep: bool,
 ) -> (Answer, Option<Grant>) {
     let key = client.key();
     let request = match connect_request(client, client_id, username, password) {
@@ -134,13 +138,15 @@ fn connect(
                 ),
             );
             let grant = Grant::Session(std::sync::Arc::new(session));
-            plugin
-                .sessions
-                .insert(key, client_id, username, grant.clone());
+            if keep {
+                plugin
+                    .sessions
+                    .insert(key, client_id, username, grant.clone());
+            }
             (Answer::Allow, Some(grant))
         }
         Err(Refused { decision, connack }) => {
-            let deferred = defers(plugin, &decision);
+            let deferred = defers(plugin, &decision, None);
             let deny = decision.deny();
             ffi::log(
                 if deferred || lazily {
@@ -167,9 +173,11 @@ fn connect(
                 ),
             );
             if deferred {
-                plugin
-                    .sessions
-                    .insert(key, client_id, username, Grant::Deferred);
+                if keep {
+                    plugin
+                        .sessions
+                        .insert(key, client_id, username, Grant::Deferred);
+                }
                 (Answer::Defer, Some(Grant::Deferred))
             } else {
                 plugin.sessions.remove(key);
@@ -187,7 +195,6 @@ pub(crate) fn basic_auth(
     username: Result<Option<&str>, NotUtf8>,
     password: Option<&[u8]>,
 ) -> Answer {
-    plugin.sessions.clear_ended();
     let key = client.key();
     let (Ok(Some(client_id)), Ok(username)) = (client.id(), username) else {
         plugin.sessions.remove(key);
@@ -197,7 +204,8 @@ pub(crate) fn basic_auth(
         );
         return Answer::Deny;
     };
-    connect(plugin, client, client_id, username, password, false).0
+    let keep = plugin.sessions.may_keep(key);
+    connect(plugin, client, client_id, username, password, false, keep).0
 }
 
 /// `MOSQ_EVT_ACL_CHECK`.
@@ -212,18 +220,29 @@ pub(crate) fn acl_check(
     let (Ok(Some(client_id)), Ok(username)) = (client.id(), client.username()) else {
         return Answer::Deny;
     };
-    let grant = match plugin.sessions.lookup(client.key(), client_id, username) {
+    let will_check = access == Access::Publish;
+    let grant = match plugin
+        .sessions
+        .lookup(client.key(), client_id, username, will_check)
+    {
         Found::Grant(g) => g,
         // No session for this context: its MOSQ_EVT_BASIC_AUTH never ran
         // (a listener with use_identity_as_username / use_subject_as_username,
         // MQTT 5 enhanced authentication by another plugin), or it was
         // refused, or it already disconnected. Decide its CONNECT now, with
         // what Mosquitto still exposes (no password); a refusal is not kept,
-        // so a refused client is asked again at its next check.
-        Found::Missing => match connect(plugin, client, client_id, username, None, true) {
-            (_, Some(g)) => g,
-            (_, None) => return Answer::Deny,
-        },
+        // so a refused client is asked again at its next check. The result
+        // is kept only for a context with a TLS certificate, which it has
+        // while connected on such a listener: an offline persistent session
+        // (delivery to it, its expiry will) is answered without an entry, as
+        // Mosquitto frees it without a DISCONNECT event.
+        Found::Missing => {
+            let keep = client.certificate_der().is_some();
+            match connect(plugin, client, client_id, username, None, true, keep) {
+                (_, Some(g)) => g,
+                (_, None) => return Answer::Deny,
+            }
+        }
     };
     let session = match grant {
         Grant::Session(s) => s,
@@ -242,7 +261,7 @@ pub(crate) fn acl_check(
     if answer.allowed() {
         return Answer::Allow;
     }
-    let deferred = defers(plugin, d);
+    let deferred = defers(plugin, d, Some(access));
     let deny = d.deny();
     ffi::log(
         Level::Debug,
@@ -269,7 +288,7 @@ pub(crate) fn acl_check(
 
 /// `MOSQ_EVT_RELOAD`: load the chain again; a failure keeps the running one.
 pub(crate) fn reload(plugin: &Plugin) {
-    plugin.sessions.clear_ended();
+    plugin.sessions.begin_reauth();
     let host: &PolicyHost = &plugin.host;
     let sessions = plugin.sessions.len();
     match host.reload() {
@@ -287,6 +306,11 @@ pub(crate) fn reload(plugin: &Plugin) {
             ),
         ),
     }
+}
+
+/// `MOSQ_EVT_TICK`: the main loop's turn ended.
+pub(crate) fn tick(plugin: &Plugin) {
+    plugin.sessions.end_turn();
 }
 
 /// `MOSQ_EVT_DISCONNECT`: end the context's session.

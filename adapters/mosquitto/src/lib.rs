@@ -32,11 +32,13 @@ use sessions::Sessions;
 /// What a chain's "every policy deferred" verdict becomes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum DeferMode {
-    /// `MOSQ_ERR_PLUGIN_DEFER` when every policy deferred and the chain's
-    /// default is deny: the next plugin, or Mosquitto's own `password_file` /
-    /// `acl_file`, decides (and Mosquitto denies if nothing does).
+    /// `plugin_opt_defer mosquitto`: `MOSQ_ERR_PLUGIN_DEFER` when every
+    /// policy deferred and the chain's default is deny: the next plugin, or
+    /// Mosquitto's own `password_file` / `acl_file`, decides. Never for
+    /// SUBSCRIBE/UNSUBSCRIBE of a client the chain let in (Mosquitto's own
+    /// check grants every SUBSCRIBE).
     Mosquitto,
-    /// The chain's `default` is final, as in the embedded broker.
+    /// The chain's `default` is final, as in the embedded broker (the default).
     Chain,
 }
 
@@ -74,7 +76,10 @@ struct Options {
 fn parse_options(options: Vec<(String, OsString)>) -> Result<Options, InitError> {
     let mut config = None;
     let mut cache_dir = None;
-    let mut defer = DeferMode::Mosquitto;
+    // The chain's default is final unless the operator hands it to Mosquitto:
+    // deferring by default would let Mosquitto's `allow_anonymous true` or an
+    // `acl_file` admit what the chain's default denies.
+    let mut defer = DeferMode::Chain;
     let mut log = "info".to_owned();
     for (key, value) in options {
         let text = || {

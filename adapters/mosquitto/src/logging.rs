@@ -7,6 +7,13 @@
 //! from its own threads too (instance replacement, circuit breakers): lines
 //! from any thread but Mosquitto's are queued (at most [`MAX_PENDING`]) and
 //! written by Mosquitto's thread at its next plugin event.
+//!
+//! Lines made on Mosquitto's thread while a plugin callback runs are queued
+//! too and written when the callback returns: with `log_dest topic`, writing
+//! a line publishes it, which runs ACL checks, which would re-enter this
+//! plugin (and a policy) from inside its own callback. A line written by the
+//! flush itself can re-enter the plugin as well; what that nested callback
+//! logs waits for the next flush (no flush runs inside a flush).
 
 use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -48,6 +55,45 @@ fn on_mosquitto_thread() -> bool {
     MOSQUITTO_THREAD.get() == Some(&std::thread::current().id())
 }
 
+thread_local! {
+    /// Plugin callbacks running on this thread (nested through the logger).
+    static DEPTH: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+    /// A flush is writing lines on this thread.
+    static FLUSHING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Marks a plugin callback as running until dropped.
+pub(crate) struct Depth(());
+
+impl Drop for Depth {
+    fn drop(&mut self) {
+        DEPTH.with(|d| d.set(d.get().saturating_sub(1)));
+    }
+}
+
+/// A plugin callback starts: lines it logs are queued until it returns.
+pub(crate) fn enter() -> Depth {
+    DEPTH.with(|d| d.set(d.get().saturating_add(1)));
+    Depth(())
+}
+
+/// Queue a line for the next flush (bounded).
+pub(crate) fn queue(level: Level, line: String) {
+    let mut queue = pending();
+    if queue.len() < MAX_PENDING {
+        queue.push((level, line));
+    } else {
+        DROPPED.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// May a line be written to Mosquitto's log right now?
+pub(crate) fn may_write() -> bool {
+    on_mosquitto_thread()
+        && DEPTH.with(std::cell::Cell::get) == 0
+        && !FLUSHING.with(std::cell::Cell::get)
+}
+
 fn pending() -> std::sync::MutexGuard<'static, Vec<(Level, String)>> {
     PENDING.lock().unwrap_or_else(|p| p.into_inner())
 }
@@ -55,20 +101,22 @@ fn pending() -> std::sync::MutexGuard<'static, Vec<(Level, String)>> {
 /// Write the lines other threads queued. Called by Mosquitto's thread at
 /// every plugin event.
 pub(crate) fn flush() {
-    if !on_mosquitto_thread() {
+    if !may_write() {
         return;
     }
+    FLUSHING.with(|f| f.set(true));
     let lines = std::mem::take(&mut *pending());
     for (level, text) in lines {
-        ffi::log(level, &text);
+        ffi::write_log(level, &text);
     }
     let dropped = DROPPED.swap(0, Ordering::Relaxed);
     if dropped > 0 {
-        ffi::log(
+        ffi::write_log(
             Level::Warning,
-            &format!("mqtt-policy: {dropped} log lines from background threads dropped"),
+            &format!("mqtt-policy: {dropped} queued log lines dropped"),
         );
     }
+    FLUSHING.with(|f| f.set(false));
 }
 
 impl Drop for Line {
@@ -78,17 +126,7 @@ impl Drop for Line {
         if text.is_empty() {
             return;
         }
-        let line = format!("mqtt-policy: {text}");
-        if on_mosquitto_thread() {
-            ffi::log(self.level, &line);
-            return;
-        }
-        let mut queue = pending();
-        if queue.len() < MAX_PENDING {
-            queue.push((self.level, line));
-        } else {
-            DROPPED.fetch_add(1, Ordering::Relaxed);
-        }
+        ffi::log(self.level, &format!("mqtt-policy: {text}"));
     }
 }
 

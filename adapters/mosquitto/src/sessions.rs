@@ -14,8 +14,15 @@
 //! slot instead of dropping it at once: Mosquitto checks the will of a client
 //! that went away right after that event, with the same context
 //! (context.c, `context__disconnect`: `plugin__handle_disconnect`, then
-//! `context__send_will` → `MOSQ_ACL_WRITE`). The slot is emptied by the next
-//! event that is not an ACL check, so at most one ended session is ever kept.
+//! `context__send_will` → `MOSQ_ACL_WRITE`). The slot answers that one
+//! publish check only (it is taken), and is emptied at the end of the main
+//! loop's turn (`MOSQ_EVT_TICK`), before Mosquitto frees the context and its
+//! address can be given to a new client.
+//!
+//! Entries are made only for contexts that are connected: BASIC_AUTH of a
+//! CONNECT, not the re-check round after a reload for a context that had no
+//! entry (Mosquitto re-checks offline persistent sessions too, and frees
+//! them later without a DISCONNECT event).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -51,6 +58,8 @@ struct Inner {
     live: HashMap<usize, Entry>,
     /// The session that ended last, kept for its will check.
     ended: Option<(usize, Entry)>,
+    /// A reload's re-check round is running (until the loop's turn ends).
+    reauth: bool,
 }
 
 /// The session map. Mosquitto calls plugins from its one main thread; the
@@ -105,17 +114,44 @@ impl Sessions {
     pub(crate) fn end(&self, key: usize) {
         let mut inner = self.lock();
         let entry = inner.live.remove(&key);
+        // Replaced even by nothing: a slot from an earlier context must not
+        // outlive this event.
         inner.ended = entry.map(|e| (key, e));
     }
 
-    /// Drop the session kept in the holding slot.
-    pub(crate) fn clear_ended(&self) {
-        self.lock().ended = None;
+    /// The main loop's turn ended: drop the holding slot and end a reload's
+    /// re-check round.
+    pub(crate) fn end_turn(&self) {
+        let mut inner = self.lock();
+        inner.ended = None;
+        inner.reauth = false;
+    }
+
+    /// A reload starts Mosquitto's re-check of every context it holds.
+    pub(crate) fn begin_reauth(&self) {
+        let mut inner = self.lock();
+        inner.ended = None;
+        inner.reauth = true;
+    }
+
+    /// May a connect decided now for the context at `key` be kept? Not in a
+    /// reload's re-check round for a context that had no session (an offline
+    /// persistent session: it would never see a DISCONNECT event).
+    pub(crate) fn may_keep(&self, key: usize) -> bool {
+        let inner = self.lock();
+        !inner.reauth || inner.live.contains_key(&key)
     }
 
     /// The grant of the context at `key`, if it was made for this client id
-    /// and username. A stale entry is dropped.
-    pub(crate) fn lookup(&self, key: usize, client_id: &str, username: Option<&str>) -> Found {
+    /// and username. A stale entry is dropped. The holding slot answers only
+    /// the will's publish check of the context that just ended, once.
+    pub(crate) fn lookup(
+        &self,
+        key: usize,
+        client_id: &str,
+        username: Option<&str>,
+        will_check: bool,
+    ) -> Found {
         let mut inner = self.lock();
         match inner.live.get(&key) {
             Some(e) if e.is_for(client_id, username) => return Found::Grant(e.grant.clone()),
@@ -125,11 +161,14 @@ impl Sessions {
             }
             None => {}
         }
-        match &inner.ended {
-            Some((k, e)) if *k == key && e.is_for(client_id, username) => {
-                Found::Grant(e.grant.clone())
+        match inner.ended.take() {
+            Some((k, e)) if will_check && k == key && e.is_for(client_id, username) => {
+                Found::Grant(e.grant)
             }
-            _ => Found::Missing,
+            other => {
+                inner.ended = other;
+                Found::Missing
+            }
         }
     }
 

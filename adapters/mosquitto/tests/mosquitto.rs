@@ -17,7 +17,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
-use mqtt_policy_tests::{TestCert, guests, now, openssl, self_signed, sign_jwt, toml_str};
+use mqtt_policy_tests::{TestCert, client_cert, guests, now, self_signed, sign_jwt, toml_str};
 use serde_json::{Value, json};
 
 const SECRET: &str = "mosquitto-e2e-shared-secret";
@@ -34,25 +34,54 @@ const T: Duration = Duration::from_secs(15);
 /// Loading the chain may compile four components on a busy machine.
 const START: Duration = Duration::from_secs(180);
 
+/// The newest modification time under `path` (a file or a directory tree).
+fn newest(path: &Path) -> Option<std::time::SystemTime> {
+    let meta = std::fs::metadata(path).ok()?;
+    if !meta.is_dir() {
+        return meta.modified().ok();
+    }
+    std::fs::read_dir(path)
+        .ok()?
+        .filter_map(|e| e.ok())
+        .filter_map(|e| newest(&e.path()))
+        .max()
+}
+
 /// The plugin built next to this test executable (target/<profile>/).
+/// `cargo test` does not build a cdylib for integration tests (they cannot
+/// link it), so it must be built first, and a plugin older than its sources
+/// is refused rather than tested.
 fn plugin_path() -> anyhow::Result<PathBuf> {
+    const BUILD: &str = "cargo build --release -p mqtt-policy-mosquitto";
     let exe = std::env::current_exe().context("current_exe")?;
     let profile_dir = exe
         .parent()
         .and_then(Path::parent)
         .context("test executable outside target/<profile>/deps")?;
     let so = profile_dir.join("libmqtt_policy_mosquitto.so");
-    if !so.is_file() {
-        bail!(
-            "{} is missing: build the plugin first (cargo build --release -p mqtt-policy-mosquitto)",
-            so.display()
-        );
+    let built = std::fs::metadata(&so)
+        .and_then(|m| m.modified())
+        .with_context(|| {
+            format!(
+                "{} is missing: build the plugin first ({BUILD})",
+                so.display()
+            )
+        })?;
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    for source in ["src", "build.rs", "Cargo.toml", "../../host/src"] {
+        if newest(&root.join(source)).is_some_and(|t| t > built) {
+            bail!(
+                "{} is older than {source}: rebuild the plugin ({BUILD})",
+                so.display()
+            );
+        }
     }
     Ok(so)
 }
 
 // ---------------------------------------------------------------------------
-// Certificates and chain files (as the embedded broker's tests make them).
+// Certificates (mqtt_policy_tests' v3 client-certificate fixture) and chain
+// files (as the embedded broker's tests make them).
 
 struct Env {
     dir: tempfile::TempDir,
@@ -64,67 +93,6 @@ impl Env {
     fn path(&self, name: &str) -> String {
         self.dir.path().join(name).display().to_string()
     }
-}
-
-/// A v3 client leaf `cn` signed by the CA `ca` (files `{ca}.pem`/`.key`).
-fn leaf(dir: &Path, cn: &str, ca: &str) -> anyhow::Result<TestCert> {
-    let run = |args: &[&str]| openssl(dir, args);
-    run(&[
-        "req",
-        "-new",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:P-256",
-        "-nodes",
-        "-keyout",
-        &format!("{cn}.key"),
-        "-out",
-        &format!("{cn}.csr"),
-        "-subj",
-        &format!("/CN={cn}"),
-    ])?;
-    std::fs::write(
-        dir.join("client.ext"),
-        "basicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\n",
-    )?;
-    run(&[
-        "x509",
-        "-req",
-        "-in",
-        &format!("{cn}.csr"),
-        "-CA",
-        &format!("{ca}.pem"),
-        "-CAkey",
-        &format!("{ca}.key"),
-        "-CAcreateserial",
-        "-out",
-        &format!("{cn}.pem"),
-        "-days",
-        "30",
-        "-extfile",
-        "client.ext",
-    ])?;
-    let sha256 = run(&[
-        "x509",
-        "-in",
-        &format!("{cn}.pem"),
-        "-noout",
-        "-fingerprint",
-        "-sha256",
-    ])?;
-    Ok(TestCert {
-        pem_path: dir.join(format!("{cn}.pem")),
-        pem: std::fs::read_to_string(dir.join(format!("{cn}.pem")))?,
-        der: Vec::new(),
-        sha1: String::new(),
-        sha256: sha256
-            .trim()
-            .split_once('=')
-            .map(|(_, v)| v.replace(':', ""))
-            .unwrap_or_default(),
-        serial: String::new(),
-    })
 }
 
 /// The sample chain with this test's device certificate on the allow-list,
@@ -188,8 +156,8 @@ subscribe = ["devices/{{attr:cert_cn}}/commands/+"]
 fn env_with(before: &str, rules_extra: &str) -> anyhow::Result<Env> {
     let dir = tempfile::tempdir()?;
     self_signed(dir.path(), "device-1-ca")?;
-    let device = leaf(dir.path(), "device-1", "device-1-ca")?;
-    leaf(dir.path(), "device-2", "device-1-ca")?;
+    let device = client_cert(dir.path(), "device-1", "device-1-ca")?;
+    client_cert(dir.path(), "device-2", "device-1-ca")?;
     self_signed(dir.path(), "server")?;
     for f in ["passwd", "acl"] {
         std::fs::copy(format!("{EXAMPLES}/{f}"), dir.path().join(f))
@@ -323,18 +291,26 @@ fn free_port() -> anyhow::Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
-/// A mosquitto with the plugin on a plain and a TLS (client certificate
-/// required) listener, killed when dropped.
+/// A mosquitto with the plugin on a plain listener, a TLS listener that
+/// requires client certificates, and one that also takes the username from
+/// the certificate (`use_identity_as_username`: no MOSQ_EVT_BASIC_AUTH),
+/// killed when dropped.
 struct Broker {
     proc: Proc,
     tcp: u16,
     tls: u16,
+    identity: u16,
 }
 
 impl Broker {
     fn start(env: &Env) -> anyhow::Result<Broker> {
+        Broker::start_with(env, "")
+    }
+
+    /// With `extra` lines in the global section (after the plugin's).
+    fn start_with(env: &Env, extra: &str) -> anyhow::Result<Broker> {
         let plugin = plugin_path()?;
-        let (tcp, tls) = (free_port()?, free_port()?);
+        let (tcp, tls, identity) = (free_port()?, free_port()?, free_port()?);
         // `user root` keeps a broker started as root from switching to the
         // `mosquitto` user, who could not read this test's private files.
         let conf = format!(
@@ -348,12 +324,19 @@ connection_messages true
 plugin {plugin}
 plugin_opt_config {chain}
 plugin_opt_cache_dir {cache}
+{extra}
 listener {tcp} 127.0.0.1
 listener {tls} 127.0.0.1
 cafile {ca}
 certfile {cert}
 keyfile {key}
 require_certificate true
+listener {identity} 127.0.0.1
+cafile {ca}
+certfile {cert}
+keyfile {key}
+require_certificate true
+use_identity_as_username true
 ",
             plugin = plugin.display(),
             chain = env.chain.display(),
@@ -373,7 +356,12 @@ require_certificate true
         )?;
         let ready = proc.wait_for(START, |l| l.contains(" running") || l.contains("Error"));
         match ready {
-            Some(l) if l.contains(" running") => Ok(Broker { proc, tcp, tls }),
+            Some(l) if l.contains(" running") => Ok(Broker {
+                proc,
+                tcp,
+                tls,
+                identity,
+            }),
             _ => {
                 let (_, lines) = proc.finish(Duration::from_secs(1));
                 bail!("mosquitto did not start:\n{}", lines.join("\n"))
@@ -509,10 +497,173 @@ fn client_certificates_listed_and_not_listed() -> anyhow::Result<()> {
         ),
         T,
     )?;
-    assert_eq!(
-        pubacks(&events(&lines)),
-        vec![Some(0), Some(0x87)],
+    // Allowed: 0, or 0x10 "no matching subscribers" (Mosquitto says so on
+    // MQTT 5); refused: 0x87.
+    let acks = pubacks(&events(&lines));
+    assert!(
+        matches!(acks[..], [Some(0 | 0x10), Some(0x87)]),
         "{lines:?}"
+    );
+    Ok(())
+}
+
+#[test]
+fn without_basic_auth_the_connect_is_decided_at_the_first_acl_check() -> anyhow::Result<()> {
+    let env = env()?;
+    let b = Broker::start(&env)?;
+    let ca = env.path("server.pem");
+    let publish = |cn: &str| -> anyhow::Result<Vec<Option<u64>>> {
+        let (pem, key) = (
+            env.path(&format!("{cn}.pem")),
+            env.path(&format!("{cn}.key")),
+        );
+        let (_, lines) = run(
+            &mut paho(
+                b.identity,
+                &[
+                    "--version",
+                    "5",
+                    "--id",
+                    cn,
+                    "--cafile",
+                    &ca,
+                    "--cert",
+                    &pem,
+                    "--key",
+                    &key,
+                    "--pub",
+                    &format!("devices/{cn}/telemetry:1:t"),
+                ],
+            ),
+            T,
+        )?;
+        let ev = events(&lines);
+        // Mosquitto accepts both: the certificate is the identity, and no
+        // plugin is asked at CONNECT on such a listener.
+        assert!(
+            ev.iter().any(|e| e["event"] == "connack" && e["code"] == 0),
+            "{lines:?}"
+        );
+        Ok(pubacks(&ev))
+    };
+    // The listed certificate: its CONNECT is allowed at the first check.
+    let acks = publish("device-1")?;
+    assert!(matches!(acks[..], [Some(0 | 0x10)]), "{acks:?}");
+    // The other: refused at the first check, so every check is denied.
+    assert_eq!(publish("device-2")?, vec![Some(0x87)]);
+    Ok(())
+}
+
+/// A client that went away leaves nothing a later one can use: a certificate
+/// with the same CN (so the same username on an identity listener) and the
+/// same client id, connecting right after the listed one left, is decided on
+/// its own certificate (the ended session is dropped at the end of the
+/// main loop's turn, before Mosquitto frees the context and its address can
+/// be reused).
+#[test]
+fn a_reconnect_with_the_same_id_and_cn_does_not_inherit_the_session() -> anyhow::Result<()> {
+    let env = env()?;
+    // Same CN as the listed device-1, another key: not on the allow-list.
+    let impostor = env.dir.path().join("impostor");
+    std::fs::create_dir_all(&impostor)?;
+    for f in ["device-1-ca.pem", "device-1-ca.key"] {
+        std::fs::copy(env.dir.path().join(f), impostor.join(f))?;
+    }
+    client_cert(&impostor, "device-1", "device-1-ca")?;
+    let b = Broker::start(&env)?;
+    let ca = env.path("server.pem");
+    let publish = |dir: &std::path::Path| -> anyhow::Result<Vec<Option<u64>>> {
+        let (pem, key) = (
+            dir.join("device-1.pem").display().to_string(),
+            dir.join("device-1.key").display().to_string(),
+        );
+        let (_, lines) = run(
+            &mut paho(
+                b.identity,
+                &[
+                    "--version",
+                    "5",
+                    "--id",
+                    "device-1",
+                    "--cafile",
+                    &ca,
+                    "--cert",
+                    &pem,
+                    "--key",
+                    &key,
+                    "--pub",
+                    "devices/device-1/telemetry:1:t",
+                ],
+            ),
+            T,
+        )?;
+        Ok(pubacks(&events(&lines)))
+    };
+    for _ in 0..3 {
+        let acks = publish(env.dir.path())?;
+        assert!(matches!(acks[..], [Some(0 | 0x10)]), "{acks:?}");
+        assert_eq!(publish(&impostor)?, vec![Some(0x87)]);
+    }
+    Ok(())
+}
+
+#[test]
+fn a_connect_every_policy_defers_is_left_to_mosquittos_own_files() -> anyhow::Result<()> {
+    let env = env()?;
+    // A user only Mosquitto's own password_file knows.
+    let status = Command::new("mosquitto_passwd")
+        .args([
+            "-c",
+            "-b",
+            &env.path("mosquitto.passwd"),
+            "mosq-only",
+            "mosq-secret",
+        ])
+        .status()
+        .context("mosquitto_passwd")?;
+    anyhow::ensure!(status.success(), "mosquitto_passwd failed");
+    let own = format!("password_file {}", env.path("mosquitto.passwd"));
+    let mosq_only = ["-u", "mosq-only", "-P", "mosq-secret"];
+    {
+        // `defer mosquitto`: every policy defers, so Mosquitto's file decides
+        // the CONNECT; with no acl_file and a deferred topic check, Mosquitto
+        // denies the publish.
+        let b = Broker::start_with(&env, &format!("{own}\nplugin_opt_defer mosquitto"))?;
+        assert_eq!(mosq_connack(b.tcp, "mqttv5", &mosq_only)?, Some(0));
+        let (_, lines) = run(
+            &mut mosquitto(
+                "mosquitto_pub",
+                b.tcp,
+                &[
+                    "-V",
+                    "mqttv5",
+                    "-u",
+                    "mosq-only",
+                    "-P",
+                    "mosq-secret",
+                    "-t",
+                    "demo/x",
+                    "-m",
+                    "x",
+                    "-q",
+                    "1",
+                ],
+            ),
+            T,
+        )?;
+        assert!(lines.iter().any(|l| l.contains("RC:135")), "{lines:?}");
+        // A policy's own deny is final: Mosquitto's file is not asked.
+        assert_eq!(
+            mosq_connack(b.tcp, "mqttv5", &["-u", "demo", "-P", "wrong"])?,
+            Some(0x87)
+        );
+    }
+    // The default (`defer chain`): the chain's default (deny) is final.
+    let b = Broker::start_with(&env, &own)?;
+    assert_eq!(mosq_connack(b.tcp, "mqttv5", &mosq_only)?, Some(0x87));
+    assert_eq!(
+        mosq_connack(b.tcp, "mqttv5", &["-u", "demo", "-P", "demo-password"])?,
+        Some(0)
     );
     Ok(())
 }
@@ -533,8 +684,7 @@ fn password_users_right_and_wrong() -> anyhow::Result<()> {
     // "bad username or password" (4 / 0x86).
     assert_eq!(mosq_connack(b.tcp, "mqttv311", &bad)?, Some(5));
     assert_eq!(mosq_connack(b.tcp, "mqttv5", &bad)?, Some(0x87));
-    // No credentials: every policy defers; the plugin defers to Mosquitto,
-    // which refuses (allow_anonymous false).
+    // No credentials: every policy defers; the chain's default denies.
     assert_eq!(mosq_connack(b.tcp, "mqttv311", &[])?, Some(5));
     assert_eq!(mosq_connack(b.tcp, "mqttv5", &[])?, Some(0x87));
     Ok(())
@@ -851,6 +1001,91 @@ fn a_policy_that_spins_or_traps_denies_within_its_deadline() -> anyhow::Result<(
     Ok(())
 }
 
+#[test]
+fn a_takeover_gets_its_own_session() -> anyhow::Result<()> {
+    let env = env()?;
+    let b = Broker::start(&env)?;
+    let mut first = Proc::spawn(&mut mosquitto(
+        "mosquitto_sub",
+        b.tcp,
+        &[
+            "-V",
+            "mqttv5",
+            "-i",
+            "same",
+            "-u",
+            "demo",
+            "-P",
+            "demo-password",
+            "-t",
+            "demo/#",
+            "-v",
+            "-W",
+            "15",
+        ],
+    ))?;
+    first
+        .wait_for(T, |l| l.starts_with("Subscribed"))
+        .context("first subscribed")?;
+    // Same client id, wrong password: refused; the first keeps its session.
+    assert_eq!(
+        mosq_connack(
+            b.tcp,
+            "mqttv5",
+            &["-i", "same", "-u", "demo", "-P", "wrong"]
+        )?,
+        Some(0x87)
+    );
+    let demo_pub = [
+        "-V",
+        "mqttv5",
+        "-u",
+        "demo",
+        "-P",
+        "demo-password",
+        "-t",
+        "demo/t",
+        "-m",
+        "still-here",
+        "-q",
+        "1",
+    ];
+    run(&mut mosquitto("mosquitto_pub", b.tcp, &demo_pub), T)?;
+    first
+        .wait_for(T, |l| l.contains("still-here"))
+        .context("the first session kept its subscription")?;
+    // Same client id, another valid user: takes the connection over with
+    // its own grant (legacy may not publish to demo/x).
+    let (_, lines) = run(
+        &mut mosquitto(
+            "mosquitto_pub",
+            b.tcp,
+            &[
+                "-V",
+                "mqttv5",
+                "-i",
+                "same",
+                "-u",
+                "legacy",
+                "-P",
+                "legacy-password",
+                "-t",
+                "demo/x",
+                "-m",
+                "x",
+                "-q",
+                "1",
+            ],
+        ),
+        T,
+    )?;
+    assert_eq!(connack(&lines), Some(0), "{lines:?}");
+    assert!(lines.iter().any(|l| l.contains("RC:135")), "{lines:?}");
+    let (_, lines) = first.finish(T);
+    assert!(!lines.iter().any(|l| l.contains("demo/x")), "{lines:?}");
+    Ok(())
+}
+
 /// An MQTT 3.1.1 CONNECT (clean session, keep alive 30).
 fn connect_packet(client_id: &str, username: &str, password: &str) -> Vec<u8> {
     let mut body = vec![0, 4, b'M', b'Q', b'T', b'T', 4, 0b1100_0010, 0, 30];
@@ -916,7 +1151,19 @@ fn sessions_are_freed_after_connect_disconnect_cycles() -> anyhow::Result<()> {
     let mut rest = Vec::new();
     let _ = first.read_to_end(&mut rest);
     drop(first);
-    // Let Mosquitto see the last disconnects, then ask for the count.
+    // One client still connected is counted...
+    let mut held = TcpStream::connect(("127.0.0.1", b.tcp))?;
+    held.set_read_timeout(Some(T))?;
+    held.write_all(&connect_packet("held", "JWT", &tok))?;
+    held.read_exact(&mut ack)?;
+    assert_eq!(ack, [0x20, 2, 0, 0]);
+    std::thread::sleep(Duration::from_millis(300));
+    b.hup()?;
+    let line = b.log_line("is live; sessions:").context("reload logged")?;
+    assert!(line.ends_with("sessions: 1"), "{line}");
+    // ... and once it is gone, nothing is left.
+    held.write_all(&[0xE0, 0])?;
+    drop(held);
     std::thread::sleep(Duration::from_millis(500));
     b.hup()?;
     let line = b.log_line("is live; sessions:").context("reload logged")?;

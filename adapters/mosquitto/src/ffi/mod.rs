@@ -36,8 +36,8 @@ use std::ptr::NonNull;
 use bindings::{
     MOSQ_ACL_READ, MOSQ_ACL_SUBSCRIBE, MOSQ_ACL_UNSUBSCRIBE, MOSQ_ACL_WRITE, MOSQ_ERR_ACL_DENIED,
     MOSQ_ERR_AUTH, MOSQ_ERR_INVAL, MOSQ_ERR_PLUGIN_DEFER, MOSQ_ERR_SUCCESS, MOSQ_EVT_ACL_CHECK,
-    MOSQ_EVT_BASIC_AUTH, MOSQ_EVT_DISCONNECT, MOSQ_EVT_RELOAD, MOSQ_LOG_DEBUG, MOSQ_LOG_ERR,
-    MOSQ_LOG_INFO, MOSQ_LOG_NOTICE, MOSQ_LOG_WARNING, MOSQ_PLUGIN_VERSION, mosquitto,
+    MOSQ_EVT_BASIC_AUTH, MOSQ_EVT_DISCONNECT, MOSQ_EVT_RELOAD, MOSQ_EVT_TICK, MOSQ_LOG_DEBUG,
+    MOSQ_LOG_ERR, MOSQ_LOG_INFO, MOSQ_LOG_NOTICE, MOSQ_LOG_WARNING, MOSQ_PLUGIN_VERSION, mosquitto,
     mosquitto_evt_acl_check, mosquitto_evt_basic_auth, mosquitto_evt_disconnect, mosquitto_opt,
     mosquitto_plugin_id_t,
 };
@@ -74,6 +74,16 @@ pub(crate) enum Level {
 /// to a constant `"%s"` format, never as the format itself; NUL bytes (which
 /// would cut it) are replaced.
 pub(crate) fn log(level: Level, message: &str) {
+    if crate::logging::may_write() {
+        write_log(level, message);
+    } else {
+        crate::logging::queue(level, message.to_owned());
+    }
+}
+
+/// Write one line to Mosquitto's log now (only on Mosquitto's thread,
+/// outside plugin callbacks: see `logging.rs`).
+pub(crate) fn write_log(level: Level, message: &str) {
     let level = match level {
         Level::Debug => MOSQ_LOG_DEBUG,
         Level::Info => MOSQ_LOG_INFO,
@@ -214,11 +224,15 @@ impl<'a> Client<'a> {
 
 /// Run a callback body; a panic is logged and answered with `on_panic`.
 fn guard(what: &str, on_panic: c_int, body: impl FnOnce() -> c_int) -> c_int {
+    // Host log lines made during the body are queued and written after it
+    // (see logging.rs: a log line can re-enter this plugin).
     let body = || {
-        crate::logging::flush();
+        let _depth = crate::logging::enter();
         body()
     };
-    match catch_unwind(AssertUnwindSafe(body)) {
+    let result = catch_unwind(AssertUnwindSafe(body));
+    let _ = catch_unwind(crate::logging::flush);
+    match result {
         Ok(code) => code,
         Err(panic) => {
             let message = panic
@@ -367,13 +381,29 @@ unsafe extern "C" fn on_disconnect(
     })
 }
 
+/// `MOSQ_EVT_TICK`: once per turn of Mosquitto's main loop (loop.c), after
+/// the turn's disconnects and wills and before the next turn frees their
+/// contexts: what was kept only for this turn (the ended session's will
+/// check, the reload's re-check round) is dropped here, before a freed
+/// context's address can be reused by a new client.
+unsafe extern "C" fn on_tick(_event: c_int, _data: *mut c_void, userdata: *mut c_void) -> c_int {
+    guard("tick", MOSQ_ERR_SUCCESS, || {
+        // SAFETY: Mosquitto passes the plugin registered with this callback.
+        if let Some(plugin) = unsafe { plugin(userdata) } {
+            events::tick(plugin);
+        }
+        MOSQ_ERR_SUCCESS
+    })
+}
+
 type Callback = unsafe extern "C" fn(c_int, *mut c_void, *mut c_void) -> c_int;
 
-const CALLBACKS: [(u32, Callback); 4] = [
+const CALLBACKS: [(u32, Callback); 5] = [
     (MOSQ_EVT_BASIC_AUTH, on_basic_auth),
     (MOSQ_EVT_ACL_CHECK, on_acl_check),
     (MOSQ_EVT_RELOAD, on_reload),
     (MOSQ_EVT_DISCONNECT, on_disconnect),
+    (MOSQ_EVT_TICK, on_tick),
 ];
 
 /// The plugin as Mosquitto holds it: the identifier to unregister with, and
