@@ -200,6 +200,73 @@ pub fn client_cert(dir: &Path, cn: &str, ca: &str) -> anyhow::Result<TestCert> {
     load_cert(dir, cn)
 }
 
+/// The sample chain (examples/policies.toml) for the adapters' end-to-end
+/// tests, with the guests built for this run: `device_sha256` on the
+/// certificate allow-list, `jwt_secret` as the JWT policy's HS256 key,
+/// `before` (chain-level keys) before the first policy and `rules_extra`
+/// (more `[[policy.config.rules]]`) after the topic rules. The password and
+/// ACL files are `passwd` and `acl` beside the chain file.
+pub fn sample_chain_toml(
+    device_sha256: &str,
+    jwt_secret: &str,
+    before: &str,
+    rules_extra: &str,
+) -> String {
+    format!(
+        r#"
+default = "deny"
+deadline_ms = 50
+memory_limit_mb = 32
+{before}
+[[policy]]
+name = "certs"
+module = {thumbprint}
+[policy.config]
+thumbprints = [{leaf}]
+missing_certificate = "defer"
+not_listed = "deny"
+roles = ["device"]
+
+[[policy]]
+name = "passwords"
+module = {password}
+deadline_ms = 1000
+[policy.files]
+password_file = "passwd"
+[policy.config]
+unknown_user = "defer"
+
+[[policy]]
+name = "jwt"
+module = {jwt}
+[policy.config]
+username = "JWT"
+issuer = ["https://idp.example/"]
+audience = ["mqtt"]
+keys = [{{ alg = "HS256", secret = {secret} }}]
+
+[[policy]]
+name = "topics"
+module = {topics}
+[policy.files]
+acl_file = "acl"
+[policy.config]
+session_topics = "topics"
+otherwise = "deny"
+[[policy.config.rules]]
+publish = ["devices/{{attr:cert_cn}}/telemetry"]
+subscribe = ["devices/{{attr:cert_cn}}/commands/+"]
+{rules_extra}
+"#,
+        thumbprint = toml_str(guests::THUMBPRINT),
+        password = toml_str(guests::PASSWORD),
+        jwt = toml_str(guests::JWT),
+        topics = toml_str(guests::TOPIC_LIST),
+        leaf = toml_str(device_sha256),
+        secret = toml_str(jwt_secret),
+    )
+}
+
 /// Key pairs for signing test tokens, made by openssl.
 #[derive(Debug, Clone)]
 pub struct KeyPair {

@@ -23,7 +23,7 @@ use mqtt_policy_host::{
 };
 
 use crate::ffi::{self, Client, Level, NotUtf8};
-use crate::sessions::{Found, Grant};
+use crate::sessions::{Admission, Found};
 use crate::{DeferMode, Plugin};
 
 /// The plugin's answer to one event.
@@ -108,7 +108,7 @@ fn connect(
     password: Option<&[u8]>,
     lazily: bool,
     keep: bool,
-) -> (Answer, Option<Grant>) {
+) -> (Answer, Option<Admission>) {
     let key = client.key();
     let request = match connect_request(client, client_id, username, password) {
         Ok(r) => r,
@@ -137,7 +137,7 @@ fn connect(
                     }
                 ),
             );
-            let grant = Grant::Session(std::sync::Arc::new(session));
+            let grant = Admission::Session(std::sync::Arc::new(session));
             if keep {
                 plugin
                     .sessions
@@ -176,9 +176,9 @@ fn connect(
                 if keep {
                     plugin
                         .sessions
-                        .insert(key, client_id, username, Grant::Deferred);
+                        .insert(key, client_id, username, Admission::Deferred);
                 }
-                (Answer::Defer, Some(Grant::Deferred))
+                (Answer::Defer, Some(Admission::Deferred))
             } else {
                 plugin.sessions.remove(key);
                 (Answer::Deny, None)
@@ -218,6 +218,13 @@ pub(crate) fn acl_check(
     retain: bool,
 ) -> Answer {
     let (Ok(Some(client_id)), Ok(username)) = (client.id(), client.username()) else {
+        ffi::log(
+            Level::Notice,
+            &format!(
+                "mqtt-policy: {} {topic:?} denied: no client id, or a client id or username that is not UTF-8",
+                access.as_str()
+            ),
+        );
         return Answer::Deny;
     };
     let will_check = access == Access::Publish;
@@ -245,8 +252,8 @@ pub(crate) fn acl_check(
         }
     };
     let session = match grant {
-        Grant::Session(s) => s,
-        Grant::Deferred => return Answer::Defer,
+        Admission::Session(s) => s,
+        Admission::Deferred => return Answer::Defer,
     };
     let answer: Option<TopicAnswer> = match access {
         Access::Publish => Some(session.publish(topic, qos, retain)),

@@ -29,9 +29,10 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use mqtt_policy_host::Session;
 
-/// What the chain said at CONNECT.
+/// What the chain said at CONNECT (not the host's `Grant`, which is the
+/// attributes and roles of an allow: that lives inside the session).
 #[derive(Debug, Clone)]
-pub(crate) enum Grant {
+pub(crate) enum Admission {
     /// Allowed: the session answers every topic question.
     Session(Arc<Session>),
     /// Every policy deferred (and the plugin defers to Mosquitto): another
@@ -44,7 +45,7 @@ pub(crate) enum Grant {
 struct Entry {
     client_id: String,
     username: Option<String>,
-    grant: Grant,
+    grant: Admission,
 }
 
 impl Entry {
@@ -72,7 +73,7 @@ pub(crate) struct Sessions {
 /// The result of a lookup.
 #[derive(Debug)]
 pub(crate) enum Found {
-    Grant(Grant),
+    Grant(Admission),
     /// No entry for this context (or a stale one, now dropped).
     Missing,
 }
@@ -85,7 +86,13 @@ impl Sessions {
 
     /// Keep `grant` for the context at `key`, replacing whatever was kept for
     /// that address.
-    pub(crate) fn insert(&self, key: usize, client_id: &str, username: Option<&str>, grant: Grant) {
+    pub(crate) fn insert(
+        &self,
+        key: usize,
+        client_id: &str,
+        username: Option<&str>,
+        grant: Admission,
+    ) {
         let mut inner = self.lock();
         if inner.ended.as_ref().is_some_and(|(k, _)| *k == key) {
             inner.ended = None;

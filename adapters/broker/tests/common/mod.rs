@@ -12,7 +12,9 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use mqtt_policy_broker::{Broker, Config};
-use mqtt_policy_tests::{TestCert, client_cert, guests, now, self_signed, sign_jwt, toml_str};
+use mqtt_policy_tests::{
+    TestCert, client_cert, now, sample_chain_toml, self_signed, sign_jwt, toml_str,
+};
 use serde_json::{Value, json};
 
 pub const SECRET: &str = "e2e-shared-secret";
@@ -47,59 +49,7 @@ fn leaf(dir: &Path, cn: &str, ca: &str) -> TestCert {
 /// The sample chain (examples/policies.toml) with this test's device
 /// certificate on the allow-list and `rules_extra` appended.
 pub fn chain_toml(device_sha256: &str, rules_extra: &str) -> String {
-    format!(
-        r#"
-default = "deny"
-deadline_ms = 50
-memory_limit_mb = 32
-
-[[policy]]
-name = "certs"
-module = {thumbprint}
-[policy.config]
-thumbprints = [{leaf}]
-missing_certificate = "defer"
-not_listed = "deny"
-roles = ["device"]
-
-[[policy]]
-name = "passwords"
-module = {password}
-deadline_ms = 1000
-[policy.files]
-password_file = "passwd"
-[policy.config]
-unknown_user = "defer"
-
-[[policy]]
-name = "jwt"
-module = {jwt}
-[policy.config]
-username = "JWT"
-issuer = ["https://idp.example/"]
-audience = ["mqtt"]
-keys = [{{ alg = "HS256", secret = {secret} }}]
-
-[[policy]]
-name = "topics"
-module = {topics}
-[policy.files]
-acl_file = "acl"
-[policy.config]
-session_topics = "topics"
-otherwise = "deny"
-[[policy.config.rules]]
-publish = ["devices/{{attr:cert_cn}}/telemetry"]
-subscribe = ["devices/{{attr:cert_cn}}/commands/+"]
-{rules_extra}
-"#,
-        thumbprint = toml_str(guests::THUMBPRINT),
-        password = toml_str(guests::PASSWORD),
-        jwt = toml_str(guests::JWT),
-        topics = toml_str(guests::TOPIC_LIST),
-        leaf = toml_str(device_sha256),
-        secret = toml_str(SECRET),
-    )
+    sample_chain_toml(device_sha256, SECRET, "", rules_extra)
 }
 
 pub fn env() -> Env {

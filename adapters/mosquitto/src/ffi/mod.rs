@@ -334,7 +334,16 @@ unsafe extern "C" fn on_acl_check(
             Ok(MOSQ_ACL_READ) => Access::Receive,
             Ok(MOSQ_ACL_SUBSCRIBE) => Access::Subscribe,
             Ok(MOSQ_ACL_UNSUBSCRIBE) => Access::Unsubscribe,
-            _ => return MOSQ_ERR_ACL_DENIED,
+            _ => {
+                log(
+                    Level::Notice,
+                    &format!(
+                        "mqtt-policy: ACL check with unknown access {} denied",
+                        event.access
+                    ),
+                );
+                return MOSQ_ERR_ACL_DENIED;
+            }
         };
         code(
             events::acl_check(plugin, client, topic, access, event.qos, event.retain),
