@@ -2,13 +2,12 @@
 //! reloaded by SIGHUP (with the file watcher off, so only the signal can
 //! reload), stopped cleanly by SIGTERM. Driven by `mosquitto_pub`.
 
-use std::io::{BufRead as _, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context as _, bail};
+use anyhow::Context as _;
+use mqtt_policy_tests::process::Proc;
 use mqtt_policy_tests::{guests, toml_str};
 
 const T: Duration = Duration::from_secs(20);
@@ -32,18 +31,9 @@ publish = [{p}]
     Ok(())
 }
 
-/// The broker process; killed on drop if a test fails before SIGTERM.
+/// The broker process (killed on drop if a test fails before SIGTERM).
 struct BrokerProc {
-    child: Child,
-    lines: mpsc::Receiver<String>,
-    seen: Vec<String>,
-}
-
-impl Drop for BrokerProc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+    proc: Proc,
 }
 
 impl BrokerProc {
@@ -61,65 +51,21 @@ address = "127.0.0.1:0"
             cache = toml_str(concat!(env!("CARGO_TARGET_TMPDIR"), "/cli-broker-cache")),
         );
         std::fs::write(dir.join("broker.toml"), config)?;
-        let mut child = Command::new(env!("CARGO_BIN_EXE_mqtt-policy"))
-            .args(["broker", "--config"])
-            .arg(dir.join("broker.toml"))
-            .env("RUST_LOG", "info")
-            .env("NO_COLOR", "1")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .context("start mqtt-policy broker")?;
-        let (tx, lines) = mpsc::channel();
-        for stream in [
-            child
-                .stdout
-                .take()
-                .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
-            child
-                .stderr
-                .take()
-                .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
-        ]
-        .into_iter()
-        .flatten()
-        {
-            let tx = tx.clone();
-            std::thread::spawn(move || {
-                for line in BufReader::new(stream).lines().map_while(Result::ok) {
-                    if tx.send(line).is_err() {
-                        break;
-                    }
-                }
-            });
-        }
-        Ok(BrokerProc {
-            child,
-            lines,
-            seen: Vec::new(),
-        })
-    }
-
-    fn wait_for(&mut self, pred: impl Fn(&str) -> bool) -> anyhow::Result<String> {
-        let deadline = Instant::now() + T;
-        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
-            match self.lines.recv_timeout(left) {
-                Ok(line) => {
-                    self.seen.push(line.clone());
-                    if pred(&line) {
-                        return Ok(line);
-                    }
-                }
-                Err(mpsc::RecvTimeoutError::Timeout) => break,
-                Err(mpsc::RecvTimeoutError::Disconnected) => break,
-            }
-        }
-        bail!("not seen in the broker's output: {:#?}", self.seen)
+        let proc = Proc::spawn(
+            Command::new(env!("CARGO_BIN_EXE_mqtt-policy"))
+                .args(["broker", "--config"])
+                .arg(dir.join("broker.toml"))
+                .env("RUST_LOG", "info")
+                .env("NO_COLOR", "1"),
+        )?;
+        Ok(BrokerProc { proc })
     }
 
     fn port(&mut self) -> anyhow::Result<u16> {
-        let line = self.wait_for(|l| l.contains("listening") && l.contains("address="))?;
+        let line = self
+            .proc
+            .wait_for(T, |l| l.contains("listening") && l.contains("address="))
+            .with_context(|| format!("no listening line: {:#?}", self.proc.seen))?;
         let address = line
             .split_whitespace()
             .find_map(|w| w.strip_prefix("address="))
@@ -134,7 +80,7 @@ address = "127.0.0.1:0"
 
     fn signal(&self, name: &str) -> anyhow::Result<()> {
         let status = Command::new("kill")
-            .args([&format!("-{name}"), &self.child.id().to_string()])
+            .args([&format!("-{name}"), &self.proc.child.id().to_string()])
             .status()?;
         anyhow::ensure!(status.success(), "kill -{name}");
         Ok(())
@@ -164,7 +110,7 @@ fn sighup_reloads_the_chain_and_sigterm_stops_the_broker() -> anyhow::Result<()>
     let mut broker = BrokerProc::start(dir.path())?;
     let port = broker.port()?;
 
-    assert_eq!(publish(port, "a/x")?, Some(0), "{:#?}", broker.seen);
+    assert_eq!(publish(port, "a/x")?, Some(0), "{:#?}", broker.proc.seen);
     assert_eq!(publish(port, "b/x")?, Some(0x87));
 
     // The watcher is off: only SIGHUP makes the edit take effect.
@@ -192,13 +138,13 @@ fn sighup_reloads_the_chain_and_sigterm_stops_the_broker() -> anyhow::Result<()>
     broker.signal("TERM")?;
     let deadline = Instant::now() + T;
     let status = loop {
-        if let Some(status) = broker.child.try_wait()? {
+        if let Some(status) = broker.proc.child.try_wait()? {
             break status;
         }
         anyhow::ensure!(Instant::now() < deadline, "SIGTERM did not stop the broker");
         std::thread::sleep(Duration::from_millis(50));
     };
-    assert!(status.success(), "exit {status:?}: {:#?}", broker.seen);
+    assert!(status.success(), "exit {status:?}: {:#?}", broker.proc.seen);
     assert!(
         std::net::TcpStream::connect(("127.0.0.1", port)).is_err(),
         "still listening after SIGTERM"

@@ -8,6 +8,8 @@ use std::process::Command;
 use anyhow::{Context as _, bail};
 use mqtt_policy_host::{Access, Attribute, ConnectRequest, ProtocolVersion, TopicRequest};
 
+pub mod process;
+
 /// Paths of the guest components, built from source for this test run.
 pub mod guests {
     pub const THUMBPRINT: &str = env!("GUEST_THUMBPRINT");
@@ -106,46 +108,12 @@ pub fn self_signed(dir: &Path, cn: &str) -> anyhow::Result<TestCert> {
     load_cert(dir, cn)
 }
 
-/// A CA and a leaf `cn` signed by it. Returns (leaf, ca).
+/// A CA and a leaf `cn` signed by it. Returns (leaf, ca). The leaf has no
+/// extensions (openssl writes X.509 v1); see [`client_cert`] for TLS clients.
 pub fn ca_signed(dir: &Path, cn: &str) -> anyhow::Result<(TestCert, TestCert)> {
     let ca = self_signed(dir, &format!("{cn}-ca"))?;
-    openssl(
-        dir,
-        &[
-            "req",
-            "-new",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-keyout",
-            &format!("{cn}.key"),
-            "-out",
-            &format!("{cn}.csr"),
-            "-subj",
-            &format!("/CN={cn}"),
-        ],
-    )?;
-    openssl(
-        dir,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            &format!("{cn}.csr"),
-            "-CA",
-            &format!("{cn}-ca.pem"),
-            "-CAkey",
-            &format!("{cn}-ca.key"),
-            "-CAcreateserial",
-            "-out",
-            &format!("{cn}.pem"),
-            "-days",
-            "30",
-        ],
-    )?;
-    Ok((load_cert(dir, cn)?, ca))
+    let leaf = signed_leaf(dir, cn, &format!("{cn}-ca"), None)?;
+    Ok((leaf, ca))
 }
 
 /// A TLS client certificate `cn` (EC P-256) signed by the CA whose files
@@ -154,6 +122,22 @@ pub fn ca_signed(dir: &Path, cn: &str) -> anyhow::Result<(TestCert, TestCert)> {
 /// verification refuse the v1 certificates `openssl x509 -req` writes when
 /// given no extensions.
 pub fn client_cert(dir: &Path, cn: &str, ca: &str) -> anyhow::Result<TestCert> {
+    signed_leaf(
+        dir,
+        cn,
+        ca,
+        Some("basicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\n"),
+    )
+}
+
+/// A new EC P-256 key and certificate `cn` signed by the CA `ca` (files in
+/// `dir`), with `extensions` (an openssl extfile's text) if given.
+fn signed_leaf(
+    dir: &Path,
+    cn: &str,
+    ca: &str,
+    extensions: Option<&str>,
+) -> anyhow::Result<TestCert> {
     openssl(
         dir,
         &[
@@ -172,31 +156,33 @@ pub fn client_cert(dir: &Path, cn: &str, ca: &str) -> anyhow::Result<TestCert> {
             &format!("/CN={cn}"),
         ],
     )?;
-    let ext = format!("{cn}.ext");
-    std::fs::write(
-        dir.join(&ext),
-        "basicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\n",
-    )?;
-    openssl(
-        dir,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            &format!("{cn}.csr"),
-            "-CA",
-            &format!("{ca}.pem"),
-            "-CAkey",
-            &format!("{ca}.key"),
-            "-CAcreateserial",
-            "-out",
-            &format!("{cn}.pem"),
-            "-days",
-            "30",
-            "-extfile",
-            &ext,
-        ],
-    )?;
+    let (pem, csr, ca_pem, ca_key, ext) = (
+        format!("{cn}.pem"),
+        format!("{cn}.csr"),
+        format!("{ca}.pem"),
+        format!("{ca}.key"),
+        format!("{cn}.ext"),
+    );
+    let mut args = vec![
+        "x509",
+        "-req",
+        "-in",
+        &csr,
+        "-CA",
+        &ca_pem,
+        "-CAkey",
+        &ca_key,
+        "-CAcreateserial",
+        "-out",
+        &pem,
+        "-days",
+        "30",
+    ];
+    if let Some(text) = extensions {
+        std::fs::write(dir.join(&ext), text)?;
+        args.extend(["-extfile", &ext]);
+    }
+    openssl(dir, &args)?;
     load_cert(dir, cn)
 }
 

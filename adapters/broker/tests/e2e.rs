@@ -146,7 +146,7 @@ fn jwt_clients_publish_and_subscribe_within_their_topics() {
     let port = b.port("tcp");
     let tok = token("thermostat-1a", &["sensors/t1/#", "alerts"], 600);
     for (version, refused_sub, refused_pub) in [("5", 0x87, Some(0x87)), ("4", 0x80, None)] {
-        let mut sub = Proc::spawn(&mut paho(
+        let mut sub = spawn(&mut paho(
             port,
             &[
                 "--version",
@@ -284,7 +284,7 @@ fn a_denied_publish_is_not_delivered() {
     let env = env();
     let b = start(&env);
     let port = b.port("tcp");
-    let mut sub = Proc::spawn(&mut mosquitto(
+    let mut sub = spawn(&mut mosquitto(
         "mosquitto_sub",
         port,
         &[
@@ -409,7 +409,7 @@ fn retained_and_will_messages_are_receive_checked() {
             "{lines:?}"
         );
     }
-    let mut sub = Proc::spawn(&mut paho(
+    let mut sub = spawn(&mut paho(
         port,
         &[
             "--version",
@@ -472,7 +472,7 @@ fn shared_subscriptions_skip_members_that_may_not_receive() {
     let env = env_with(FEED_RULES);
     let b = start(&env);
     let port = b.port("tcp");
-    let mut s = Proc::spawn(&mut paho(
+    let mut s = spawn(&mut paho(
         port,
         &[
             "--version",
@@ -534,7 +534,7 @@ fn a_policy_edited_on_disk_changes_the_next_decision_of_connected_clients() {
     let b = start(&env);
     let port = b.port("tcp");
     let generation = b.broker().host().generation();
-    let mut sub = Proc::spawn(&mut mosquitto(
+    let mut sub = spawn(&mut mosquitto(
         "mosquitto_sub",
         port,
         &[
@@ -711,7 +711,7 @@ fn a_takeover_reruns_the_connect_check() {
     let env = env();
     let b = start(&env);
     let port = b.port("tcp");
-    let mut first = Proc::spawn(&mut mosquitto(
+    let mut first = spawn(&mut mosquitto(
         "mosquitto_sub",
         port,
         &[

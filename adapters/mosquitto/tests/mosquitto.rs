@@ -9,14 +9,14 @@
 //! The plugin is the `.so` cargo built next to this test executable
 //! (`target/release/libmqtt_policy_mosquitto.so`).
 
-use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+use std::io::{Read as _, Write as _};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
+use mqtt_policy_tests::process::{Proc, run};
 use mqtt_policy_tests::{
     TestCert, client_cert, guests, now, sample_chain_toml, self_signed, sign_jwt, toml_str,
 };
@@ -135,107 +135,6 @@ fn token(sub: &str, topics: &[&str], exp_in: i64) -> anyhow::Result<String> {
 
 // ---------------------------------------------------------------------------
 // Processes.
-
-/// A child process killed when dropped, its output lines collected.
-struct Proc {
-    child: Child,
-    lines: mpsc::Receiver<String>,
-    seen: Vec<String>,
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Proc {
-    fn spawn(cmd: &mut Command) -> anyhow::Result<Proc> {
-        let mut child = cmd
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .with_context(|| format!("cannot run {cmd:?} (scripts/test.sh installs it)"))?;
-        let (tx, rx) = mpsc::channel();
-        let streams: [Option<Box<dyn std::io::Read + Send>>; 2] = [
-            child.stdout.take().map(|s| Box::new(s) as _),
-            child.stderr.take().map(|s| Box::new(s) as _),
-        ];
-        for stream in streams.into_iter().flatten() {
-            let tx = tx.clone();
-            std::thread::spawn(move || {
-                for line in BufReader::new(stream).lines() {
-                    let Ok(line) = line else { break };
-                    if tx.send(line).is_err() {
-                        break;
-                    }
-                }
-            });
-        }
-        Ok(Proc {
-            child,
-            lines: rx,
-            seen: Vec::new(),
-        })
-    }
-
-    /// Wait until a line satisfies `pred` (bounded); lines seen before count.
-    fn wait_for(&mut self, timeout: Duration, pred: impl Fn(&str) -> bool) -> Option<String> {
-        if let Some(l) = self.seen.iter().find(|l| pred(l)) {
-            return Some(l.clone());
-        }
-        self.wait_for_new(timeout, pred)
-    }
-
-    /// Wait until a line not seen yet satisfies `pred` (bounded).
-    fn wait_for_new(&mut self, timeout: Duration, pred: impl Fn(&str) -> bool) -> Option<String> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let left = deadline.checked_duration_since(Instant::now())?;
-            match self.lines.recv_timeout(left) {
-                Ok(line) => {
-                    self.seen.push(line.clone());
-                    if pred(&line) {
-                        return Some(line);
-                    }
-                }
-                Err(_) => return None,
-            }
-        }
-    }
-
-    /// Wait for the process to end (bounded; killed after), collect output.
-    fn finish(mut self, timeout: Duration) -> (Option<i32>, Vec<String>) {
-        let deadline = Instant::now() + timeout;
-        let code = loop {
-            match self.child.try_wait() {
-                Ok(Some(status)) => break status.code(),
-                Ok(None) if Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(20))
-                }
-                _ => {
-                    let _ = self.child.kill();
-                    break None;
-                }
-            }
-        };
-        let end = Instant::now() + Duration::from_millis(300);
-        while let Some(left) = end.checked_duration_since(Instant::now()) {
-            match self.lines.recv_timeout(left) {
-                Ok(line) => self.seen.push(line),
-                Err(_) => break,
-            }
-        }
-        (code, std::mem::take(&mut self.seen))
-    }
-}
-
-/// Run a command to completion (bounded) and return (exit code, lines).
-fn run(cmd: &mut Command, timeout: Duration) -> anyhow::Result<(Option<i32>, Vec<String>)> {
-    Ok(Proc::spawn(cmd)?.finish(timeout))
-}
 
 fn free_port() -> anyhow::Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())

@@ -5,13 +5,12 @@
 //! bounded waits (killed on drop).
 #![allow(dead_code)]
 
-use std::io::{BufRead as _, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use mqtt_policy_broker::{Broker, Config};
+pub use mqtt_policy_tests::process::Proc;
 use mqtt_policy_tests::{
     TestCert, client_cert, now, sample_chain_toml, self_signed, sign_jwt, toml_str,
 };
@@ -179,109 +178,14 @@ pub fn start_with(env: &Env, limits: &str) -> Running {
     }
 }
 
-/// A child process killed when dropped.
-pub struct Proc {
-    child: Child,
-    lines: mpsc::Receiver<String>,
-    pub seen: Vec<String>,
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Proc {
-    pub fn spawn(cmd: &mut Command) -> Proc {
-        let mut child = cmd
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e} (scripts/test.sh installs it)"));
-        let (tx, rx) = mpsc::channel();
-        for stream in [
-            child
-                .stdout
-                .take()
-                .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
-            child
-                .stderr
-                .take()
-                .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
-        ]
-        .into_iter()
-        .flatten()
-        {
-            let tx = tx.clone();
-            std::thread::spawn(move || {
-                for line in BufReader::new(stream).lines() {
-                    let Ok(line) = line else { break };
-                    if tx.send(line).is_err() {
-                        break;
-                    }
-                }
-            });
-        }
-        Proc {
-            child,
-            lines: rx,
-            seen: Vec::new(),
-        }
-    }
-
-    /// Wait until a line satisfies `pred` (bounded).
-    pub fn wait_for(&mut self, timeout: Duration, pred: impl Fn(&str) -> bool) -> Option<String> {
-        if let Some(l) = self.seen.iter().find(|l| pred(l)) {
-            return Some(l.clone());
-        }
-        let deadline = Instant::now() + timeout;
-        loop {
-            let left = deadline.checked_duration_since(Instant::now())?;
-            match self.lines.recv_timeout(left) {
-                Ok(line) => {
-                    self.seen.push(line.clone());
-                    if pred(&line) {
-                        return Some(line);
-                    }
-                }
-                Err(_) => return None,
-            }
-        }
-    }
-
-    /// Wait for the process to end (bounded; killed after), collect output.
-    pub fn finish(mut self, timeout: Duration) -> (Option<i32>, Vec<String>) {
-        let deadline = Instant::now() + timeout;
-        let code = loop {
-            match self.child.try_wait() {
-                Ok(Some(status)) => break status.code(),
-                Ok(None) if Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(20))
-                }
-                _ => {
-                    let _ = self.child.kill();
-                    break None;
-                }
-            }
-        };
-        // Drain what the reader threads still hold.
-        let end = Instant::now() + Duration::from_millis(300);
-        while let Some(left) = end.checked_duration_since(Instant::now()) {
-            match self.lines.recv_timeout(left) {
-                Ok(line) => self.seen.push(line),
-                Err(_) => break,
-            }
-        }
-        (code, std::mem::take(&mut self.seen))
-    }
-}
-
 /// Run a command to completion (bounded) and return (exit code, lines).
 pub fn run(cmd: &mut Command, timeout: Duration) -> (Option<i32>, Vec<String>) {
-    Proc::spawn(cmd).finish(timeout)
+    spawn(cmd).finish(timeout)
+}
+
+/// Start a client or broker process (a test fails if it cannot).
+pub fn spawn(cmd: &mut Command) -> Proc {
+    Proc::spawn(cmd).expect("start process")
 }
 
 /// A paho-mqtt client (tests/paho_client.py) with `args`.
