@@ -12,6 +12,7 @@ const GUESTS: &[(&str, &str, &str)] = &[
     ("topic-list-policy", "topic_list", "GUEST_TOPIC_LIST"),
     ("password-policy", "password", "GUEST_PASSWORD"),
     ("misbehave-guest", "misbehave", "GUEST_MISBEHAVE"),
+    ("legacy-guest", "legacy", "GUEST_LEGACY_V0_1"),
 ];
 
 fn main() {

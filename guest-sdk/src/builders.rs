@@ -7,7 +7,7 @@
 
 use crate::{
     Access, Attribute, Certificate, ConnectRequest, ConnectVerdict, Deny, DenyReason, Grant,
-    TopicRequest, TopicVerdict, UserProperty,
+    Lifetime, TopicAnswer, TopicRequest, TopicVerdict, UserProperty,
 };
 
 impl ConnectRequest {
@@ -376,6 +376,65 @@ impl TopicVerdict {
     /// Is this a defer (no opinion)?
     pub fn is_defer(&self) -> bool {
         matches!(self, TopicVerdict::Defer)
+    }
+}
+
+/// An explicit verdict holds for this request only ([`Lifetime::None`]):
+/// say [`TopicAnswer::for_session`] or [`TopicAnswer::until_unix_ms`] when
+/// it may be cached.
+impl From<TopicVerdict> for TopicAnswer {
+    fn from(verdict: TopicVerdict) -> Self {
+        TopicAnswer {
+            verdict,
+            lifetime: Lifetime::None,
+        }
+    }
+}
+
+impl TopicAnswer {
+    /// The verdict holds until the session ends (or the chain is reloaded):
+    /// the host asks again only for a different access, topic, QoS or
+    /// retain flag. Only for a verdict that depends on nothing but the
+    /// request, the session's grant and the policy's configuration.
+    ///
+    /// ```
+    /// use mqtt_policy_sdk::prelude::*;
+    ///
+    /// let answer = allow_topic().for_session();
+    /// assert!(answer.is_allow());
+    /// assert_eq!(answer.lifetime, Lifetime::Session);
+    /// ```
+    pub fn for_session(mut self) -> Self {
+        self.lifetime = Lifetime::Session;
+        self
+    }
+
+    /// The verdict holds until this wall-clock instant (milliseconds since
+    /// the Unix epoch, e.g. a token's `exp` × 1000), and at most until the
+    /// session ends.
+    pub fn until_unix_ms(mut self, instant: u64) -> Self {
+        self.lifetime = Lifetime::Until(instant);
+        self
+    }
+
+    /// The deny, if this is one.
+    pub fn deny(&self) -> Option<&Deny> {
+        self.verdict.deny()
+    }
+
+    /// The deny reason, if this is a deny.
+    pub fn deny_reason(&self) -> Option<DenyReason> {
+        self.verdict.deny_reason()
+    }
+
+    /// Is this an allow?
+    pub fn is_allow(&self) -> bool {
+        self.verdict.is_allow()
+    }
+
+    /// Is this a defer (no opinion)?
+    pub fn is_defer(&self) -> bool {
+        self.verdict.is_defer()
     }
 }
 

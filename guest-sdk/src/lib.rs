@@ -6,7 +6,10 @@
 //!
 //! A policy is a type implementing [`Policy`]; every check defaults to
 //! [`ConnectVerdict::Defer`] / [`TopicVerdict::Defer`], so a policy only writes
-//! what it decides. [`export_policy!`] turns it into the component's exports.
+//! what it decides. A topic answer also says how long it holds
+//! ([`Lifetime`]): explicit verdicts hold for one request unless the policy
+//! says `for_session()` or `until_unix_ms(…)`, and the host caches the
+//! chain's decision for exactly that long (never past a reload). [`export_policy!`] turns it into the component's exports.
 //!
 //! ```
 //! use mqtt_policy_sdk::prelude::*;
@@ -38,13 +41,16 @@
 //!         }
 //!     }
 //!
-//!     fn topic_check(&self, req: &TopicRequest) -> TopicVerdict {
-//!         // One topic level per device, whatever the client id holds.
+//!     fn topic_check(&self, req: &TopicRequest) -> TopicAnswer {
+//!         // One topic level per device, whatever the client id holds. The
+//!         // answer depends only on the request and the session's grant, so
+//!         // the host may keep it for the session.
 //!         match mqtt_policy_sdk::topic::level(&req.client_id) {
 //!             Some(id) if req.has_role("device") && req.topic == format!("devices/{id}/telemetry") => {
-//!                 TopicVerdict::Allow
+//!                 allow_topic().for_session()
 //!             }
-//!             _ => deny_topic(DenyReason::NotAuthorized, "devices publish their own telemetry"),
+//!             _ => deny_topic(DenyReason::NotAuthorized, "devices publish their own telemetry")
+//!                 .for_session(),
 //!         }
 //!     }
 //! }
@@ -159,7 +165,7 @@
 pub mod bindings {
     wit_bindgen::generate!({
         world: "policy",
-        path: "../wit/v0.1.0",
+        path: "../wit/v0.2.0",
         pub_export_macro: true,
         export_macro_name: "__export_policy_world",
         default_bindings_module: "mqtt_policy_sdk::bindings",
@@ -171,6 +177,8 @@ mod builders;
 mod config;
 #[cfg(feature = "jwt")]
 pub mod jwt;
+#[cfg(all(feature = "jwt", target_arch = "wasm32", not(feature = "guest-crypto")))]
+mod jwt_crypto;
 pub mod log;
 pub mod request;
 pub mod topic;
@@ -178,7 +186,7 @@ pub mod topic;
 pub use bindings::mqtt::policy::host::Level;
 pub use bindings::mqtt::policy::types::{
     Access, Attribute, Certificate, ConnectRequest, ConnectVerdict, Deny, DenyReason, Grant,
-    TopicRequest, TopicVerdict, UserProperty,
+    Lifetime, TopicAnswer, TopicRequest, TopicVerdict, UserProperty,
 };
 /// serde, re-exported: derive with `#[serde(crate = "mqtt_policy_sdk::serde")]`.
 pub use serde;
@@ -240,8 +248,8 @@ pub mod prelude {
     pub use crate::request::{ConnectRequestExt as _, TopicRequestExt as _};
     pub use crate::{
         Access, Attribute, Certificate, ConnectRequest, ConnectVerdict, Deny, DenyReason, Grant,
-        Policy, TopicRequest, TopicVerdict, UserProperty, allow_connect, deny_connect, deny_topic,
-        export_policy,
+        Lifetime, Policy, TopicAnswer, TopicRequest, TopicVerdict, UserProperty, allow_connect,
+        allow_topic, deny_connect, deny_topic, export_policy,
     };
 }
 
@@ -292,12 +300,21 @@ pub trait Policy: Sized + Send + Sync + 'static {
         ConnectVerdict::Defer
     }
 
-    /// May this session do `request.access` on `request.topic`? Allow, deny
-    /// (see [`deny_topic`]) or defer. The request carries the attributes and
-    /// roles granted at connect. Defaults to defer.
-    fn topic_check(&self, request: &TopicRequest) -> TopicVerdict {
+    /// May this session do `request.access` on `request.topic`, and for how
+    /// long does the answer hold? Allow ([`allow_topic`]), deny
+    /// ([`deny_topic`]) or defer, for this request only unless you say
+    /// [`TopicAnswer::for_session`] or [`TopicAnswer::until_unix_ms`] (the
+    /// host then caches the chain's decision; see [`Lifetime`]). The
+    /// request carries the attributes and roles granted at connect.
+    ///
+    /// Defaults to a defer that holds for the session: a policy without
+    /// topic rules never has an opinion, so the host need not ask it again.
+    fn topic_check(&self, request: &TopicRequest) -> TopicAnswer {
         let _ = request;
-        TopicVerdict::Defer
+        TopicAnswer {
+            verdict: TopicVerdict::Defer,
+            lifetime: Lifetime::Session,
+        }
     }
 }
 
@@ -371,14 +388,23 @@ pub fn deny_connect(reason: DenyReason, message: impl Into<String>) -> ConnectVe
     })
 }
 
+/// Allow the topic request, for this request only (add
+/// [`TopicAnswer::for_session`] or [`TopicAnswer::until_unix_ms`] to let the
+/// host cache it).
+pub fn allow_topic() -> TopicAnswer {
+    TopicVerdict::Allow.into()
+}
+
 /// Refuse the topic request. The host answers with the code for `reason`,
 /// the access and the client's protocol version (SUBACK 0x80/0x87, MQTT 5
-/// PUBACK/UNSUBACK 0x87, ...); `message` stays in the log and trace.
-pub fn deny_topic(reason: DenyReason, message: impl Into<String>) -> TopicVerdict {
+/// PUBACK/UNSUBACK 0x87, ...); `message` stays in the log and trace. Holds
+/// for this request only unless you add a lifetime.
+pub fn deny_topic(reason: DenyReason, message: impl Into<String>) -> TopicAnswer {
     TopicVerdict::Deny(Deny {
         reason,
         message: message.into(),
     })
+    .into()
 }
 
 #[doc(hidden)]
@@ -408,11 +434,11 @@ pub mod __private {
         }
     }
 
-    pub fn topic<P: Policy>(cell: &OnceLock<P>, request: &TopicRequest) -> TopicVerdict {
+    pub fn topic<P: Policy>(cell: &OnceLock<P>, request: &TopicRequest) -> TopicAnswer {
         install_panic_hook();
         match cell.get() {
             Some(p) => p.topic_check(request),
-            None => TopicVerdict::Deny(not_ready()),
+            None => TopicVerdict::Deny(not_ready()).into(),
         }
     }
 
@@ -511,7 +537,7 @@ macro_rules! export_policy {
                 fn connect_check(request: $crate::ConnectRequest) -> $crate::ConnectVerdict {
                     $crate::__private::connect::<$policy>(&POLICY, &request)
                 }
-                fn topic_check(request: $crate::TopicRequest) -> $crate::TopicVerdict {
+                fn topic_check(request: $crate::TopicRequest) -> $crate::TopicAnswer {
                     $crate::__private::topic::<$policy>(&POLICY, &request)
                 }
             }

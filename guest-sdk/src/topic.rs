@@ -41,11 +41,15 @@ fn common(s: &str) -> Result<(), TopicError> {
         Err(TopicError::Empty)
     } else if s.len() > 65_535 {
         Err(TopicError::TooLong)
-    } else if s.contains('\0') {
-        Err(TopicError::NullCharacter)
     } else {
         Ok(())
     }
+}
+
+/// The levels of a name or filter. A byte loop: topics are short, and these
+/// run for every rule on every check.
+fn levels(s: &str) -> impl Iterator<Item = &[u8]> {
+    s.as_bytes().split(|b| *b == b'/')
 }
 
 /// Check a topic name (publish, delivery): no wildcards.
@@ -58,7 +62,16 @@ fn common(s: &str) -> Result<(), TopicError> {
 /// ```
 pub fn validate_name(name: &str) -> Result<(), TopicError> {
     common(name)?;
-    if name.contains(['+', '#']) {
+    // One pass; U+0000 is reported before a wildcard wherever it is.
+    let mut wildcard = false;
+    for &b in name.as_bytes() {
+        match b {
+            0 => return Err(TopicError::NullCharacter),
+            b'+' | b'#' => wildcard = true,
+            _ => {}
+        }
+    }
+    if wildcard {
         return Err(TopicError::WildcardInName);
     }
     Ok(())
@@ -74,15 +87,22 @@ pub fn validate_name(name: &str) -> Result<(), TopicError> {
 /// ```
 pub fn validate_filter(filter: &str) -> Result<(), TopicError> {
     common(filter)?;
-    let mut levels = filter.split('/').peekable();
-    while let Some(level) = levels.next() {
-        let is_last = levels.peek().is_none();
-        match level {
-            "+" => {}
-            "#" if is_last => {}
-            _ if level.contains(['+', '#']) => return Err(TopicError::MisplacedWildcard),
+    // One pass; U+0000 is reported before a misplaced wildcard.
+    let bytes = filter.as_bytes();
+    let mut level_start = 0;
+    let mut misplaced = false;
+    for (i, &b) in bytes.iter().enumerate() {
+        let alone = i == level_start && bytes.get(i + 1).is_none_or(|n| *n == b'/');
+        match b {
+            0 => return Err(TopicError::NullCharacter),
+            b'/' => level_start = i + 1,
+            b'+' => misplaced |= !alone,
+            b'#' => misplaced |= !(alone && i + 1 == bytes.len()),
             _ => {}
         }
+    }
+    if misplaced {
+        return Err(TopicError::MisplacedWildcard);
     }
     Ok(())
 }
@@ -103,12 +123,12 @@ pub fn matches(filter: &str, name: &str) -> bool {
     if name.starts_with('$') && filter.starts_with(['+', '#']) {
         return false;
     }
-    let mut f = filter.split('/');
-    let mut n = name.split('/');
+    let mut f = levels(filter);
+    let mut n = levels(name);
     loop {
         match (f.next(), n.next()) {
-            (Some("#"), _) => return true,
-            (Some("+"), Some(_)) => {}
+            (Some(b"#"), _) => return true,
+            (Some(b"+"), Some(_)) => {}
             (Some(fl), Some(nl)) if fl == nl => {}
             (None, None) => return true,
             _ => return false,
@@ -136,23 +156,23 @@ pub fn covers(outer: &str, inner: &str) -> bool {
     // no `$` name (§4.7.2). Deeper down `x/+/#` is narrower than `x/#`
     // (it misses `x` itself), so only the whole filter is equivalent.
     let outer = if outer == "+/#" { "#" } else { outer };
-    let mut o = outer.split('/');
-    let mut i = inner.split('/');
+    let mut o = levels(outer);
+    let mut i = levels(inner);
     let mut first = true;
     loop {
         let (ol, il) = (o.next(), i.next());
         // A wildcard in the first level of `outer` matches no `$` topic, so it
         // cannot cover an `inner` whose first level names one.
-        if first && matches!(ol, Some("+" | "#")) && il.is_some_and(|l| l.starts_with('$')) {
+        if first && matches!(ol, Some(b"+" | b"#")) && il.is_some_and(|l| l.starts_with(b"$")) {
             return false;
         }
         first = false;
         match (ol, il) {
-            (Some("#"), _) => return true,
+            (Some(b"#"), _) => return true,
             // `inner` matches arbitrarily deep names here; only `#` covers that.
-            (_, Some("#")) => return false,
-            (Some("+"), Some(_)) => {}
-            (Some(a), Some(b)) if a == b && b != "+" => {}
+            (_, Some(b"#")) => return false,
+            (Some(b"+"), Some(_)) => {}
+            (Some(a), Some(b)) if a == b && b != b"+" => {}
             (None, None) => return true,
             _ => return false,
         }
@@ -184,14 +204,64 @@ pub fn level(value: &str) -> Option<&str> {
     let safe = !value.is_empty()
         && value.len() <= 65_535
         && !value.starts_with('$')
-        && !value.contains(['/', '+', '#'])
-        && !value.chars().any(char::is_control);
+        && !value
+            .chars()
+            .any(|c| matches!(c, '/' | '+' | '#') || c.is_control());
     safe.then_some(value)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The straightforward definitions the one-pass versions replace.
+    fn reference_name(name: &str) -> Result<(), TopicError> {
+        common(name)?;
+        if name.contains('\0') {
+            return Err(TopicError::NullCharacter);
+        }
+        if name.contains(['+', '#']) {
+            return Err(TopicError::WildcardInName);
+        }
+        Ok(())
+    }
+
+    fn reference_filter(filter: &str) -> Result<(), TopicError> {
+        common(filter)?;
+        if filter.contains('\0') {
+            return Err(TopicError::NullCharacter);
+        }
+        let mut levels = filter.split('/').peekable();
+        while let Some(level) = levels.next() {
+            let is_last = levels.peek().is_none();
+            match level {
+                "+" => {}
+                "#" if is_last => {}
+                _ if level.contains(['+', '#']) => return Err(TopicError::MisplacedWildcard),
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn one_pass_validation_agrees_with_the_definition_on_every_short_string() {
+        let alphabet = ['a', '/', '+', '#', '\0', '$'];
+        let mut strings = vec![String::new()];
+        for _ in 0..5 {
+            let longer: Vec<String> = strings
+                .iter()
+                .filter(|s| s.len() == strings.last().map_or(0, String::len))
+                .flat_map(|s| alphabet.iter().map(move |c| format!("{s}{c}")))
+                .collect();
+            strings.extend(longer);
+        }
+        assert!(strings.len() > 9000);
+        for s in &strings {
+            assert_eq!(validate_name(s), reference_name(s), "name {s:?}");
+            assert_eq!(validate_filter(s), reference_filter(s), "filter {s:?}");
+        }
+    }
 
     #[test]
     fn levels_refuse_what_would_add_levels_wildcards_or_dollar_topics() {

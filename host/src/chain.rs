@@ -27,8 +27,10 @@ use crate::decision::{
 use crate::error::{LoadError, PolicyError};
 use crate::policy::Policy;
 use crate::request::{ConnectRequest, TopicRequest};
+use crate::striped::Striped;
+use crate::verdict_cache::VerdictCacheConfig;
 use crate::stats::{LogGate, PolicyStats, StatsSnapshot, Tally};
-use crate::verdict::{ConnectVerdict, Deny, DenyReason, Grant, TopicVerdict};
+use crate::verdict::{ConnectVerdict, Deny, DenyReason, Grant, TopicVerdict, VerdictLifetime};
 
 /// Failure warnings per policy per second; the rest are counted.
 const FAILURE_WARNINGS_PER_SECOND: u64 = 2;
@@ -184,7 +186,8 @@ pub struct Chain {
     bounds: RequestBounds,
     generation: u64,
     decision_log_every: u64,
-    decisions: AtomicU64,
+    decisions: Striped<AtomicU64>,
+    verdict_cache: VerdictCacheConfig,
 }
 
 impl std::fmt::Debug for Chain {
@@ -206,6 +209,7 @@ pub struct ChainBuilder {
     breaker: BreakerConfig,
     generation: u64,
     decision_log_every: u64,
+    verdict_cache: VerdictCacheConfig,
 }
 
 impl Default for ChainBuilder {
@@ -217,6 +221,7 @@ impl Default for ChainBuilder {
             breaker: BreakerConfig::default(),
             generation: 0,
             decision_log_every: 100,
+            verdict_cache: VerdictCacheConfig::default(),
         }
     }
 }
@@ -268,6 +273,13 @@ impl ChainBuilder {
         self
     }
 
+    /// How sessions keep this chain's topic decisions (default:
+    /// [`VerdictCacheConfig::default`]).
+    pub fn verdict_cache(mut self, config: VerdictCacheConfig) -> Self {
+        self.verdict_cache = config;
+        self
+    }
+
     /// The generation number decisions will carry.
     pub fn generation(mut self, generation: u64) -> Self {
         self.generation = generation;
@@ -293,7 +305,8 @@ impl ChainBuilder {
             bounds: self.bounds,
             generation: self.generation,
             decision_log_every: self.decision_log_every,
-            decisions: AtomicU64::new(0),
+            decisions: Striped::default(),
+            verdict_cache: self.verdict_cache,
         })
     }
 }
@@ -315,6 +328,11 @@ impl Chain {
 
     pub fn policy_names(&self) -> Vec<&str> {
         self.entries.iter().map(|e| e.name.as_str()).collect()
+    }
+
+    /// How sessions keep this chain's topic decisions.
+    pub fn verdict_cache(&self) -> &VerdictCacheConfig {
+        &self.verdict_cache
     }
 
     /// The bounds every request is checked against before any policy runs.
@@ -348,7 +366,7 @@ impl Chain {
                 ConnectDecision::host_deny(DenyReason::NotAuthorized, message, self.generation)
             }
             None => self.walk(
-                |p| p.connect_check(request),
+                |p| p.connect_check(request).map(|v| (v, VerdictLifetime::None)),
                 |verdict| match verdict {
                     ConnectVerdict::Allow(grant) => {
                         (StepResult::Allow, Step2::Decide(Outcome::Allow(grant)))
@@ -359,7 +377,8 @@ impl Chain {
                     ConnectVerdict::Defer => (StepResult::Defer, Step2::Next),
                 },
                 Grant::default(),
-            ),
+            )
+            .0,
         };
         self.log_decision(
             "connect",
@@ -375,14 +394,25 @@ impl Chain {
     /// over the chain's [`RequestBounds`] is a host deny before any policy
     /// runs.
     pub fn topic_check(&self, request: &TopicRequest) -> TopicDecision {
-        let decision = match self.bounds.check_topic(request) {
-            Err(over) => TopicDecision::host_deny(
-                DenyReason::NotAuthorized,
-                over.to_string(),
-                self.generation,
+        self.topic_check_lasting(request).0
+    }
+
+    /// [`Chain::topic_check`], and how long the decision holds: the
+    /// shortest lifetime among the verdicts of the policies asked
+    /// ([`VerdictLifetime::None`] if any failed, or the host refused). What
+    /// a [`crate::Session`] caches.
+    pub fn topic_check_lasting(&self, request: &TopicRequest) -> (TopicDecision, VerdictLifetime) {
+        let (decision, lifetime) = match self.bounds.check_topic(request) {
+            Err(over) => (
+                TopicDecision::host_deny(
+                    DenyReason::NotAuthorized,
+                    over.to_string(),
+                    self.generation,
+                ),
+                VerdictLifetime::None,
             ),
             Ok(()) => self.walk(
-                |p| p.topic_check(request),
+                |p| p.topic_check_lasting(request),
                 |verdict| match verdict {
                     TopicVerdict::Allow => (StepResult::Allow, Step2::Decide(Outcome::Allow(()))),
                     TopicVerdict::Deny(d) => {
@@ -400,7 +430,7 @@ impl Chain {
             &request.topic,
             &decision,
         );
-        decision
+        (decision, lifetime)
     }
 
     /// The async face for tokio brokers. A check is a bounded CPU computation
@@ -415,14 +445,17 @@ impl Chain {
         self.topic_check(request)
     }
 
+    /// Ask the policies in order; the decision and how long it holds (the
+    /// shortest lifetime of the verdicts it rests on).
     fn walk<V, A>(
         &self,
-        ask: impl Fn(&dyn Policy) -> Result<V, PolicyError>,
+        ask: impl Fn(&dyn Policy) -> Result<(V, VerdictLifetime), PolicyError>,
         interpret: impl Fn(V) -> (StepResult, Step2<A>),
         allow_on_failure: A,
-    ) -> Decision<A> {
+    ) -> (Decision<A>, VerdictLifetime) {
         let mut trace = Vec::with_capacity(self.entries.len());
         let mut allow_on_failure = Some(allow_on_failure);
+        let mut lifetime = VerdictLifetime::Session;
         for entry in &self.entries {
             let admission = entry.breaker.admit();
             let started = Instant::now();
@@ -440,7 +473,8 @@ impl Chain {
             };
             let spent = started.elapsed();
             let step = match answer {
-                Ok(verdict) => {
+                Ok((verdict, lasts)) => {
+                    lifetime = lifetime.min(lasts);
                     let (result, step) = interpret(verdict);
                     let tally = match result {
                         StepResult::Allow => Tally::Allow,
@@ -455,6 +489,8 @@ impl Chain {
                     step
                 }
                 Err(error) => {
+                    // A failure is never cached: the next check asks again.
+                    lifetime = VerdictLifetime::None;
                     entry.stats.record(Tally::Error, spent);
                     // An open circuit was logged when it opened; its
                     // short-circuited checks are only counted.
@@ -490,12 +526,13 @@ impl Chain {
                 }
             };
             if let Step2::Decide(outcome) = step {
-                return Decision {
+                let decision = Decision {
                     outcome,
                     decided_by: DecidedBy::Policy(entry.name.clone()),
                     generation: self.generation,
                     trace,
                 };
+                return (decision, lifetime);
             }
         }
         let outcome = match (self.default, allow_on_failure) {
@@ -505,12 +542,13 @@ impl Chain {
                 "no policy allowed the request",
             )),
         };
-        Decision {
+        let decision = Decision {
             outcome,
             decided_by: DecidedBy::Default,
             generation: self.generation,
             trace,
-        }
+        };
+        (decision, lifetime)
     }
 
     /// Circuit changes are rare (at most one per backoff) and always logged.
@@ -551,7 +589,12 @@ impl Chain {
         topic: &str,
         decision: &Decision<A>,
     ) {
-        let n = self.decisions.fetch_add(1, Ordering::Relaxed);
+        // Counted per thread: one shared counter written by every check
+        // would be passed between cores on each one.
+        let n = {
+            let stripe = self.decisions.local();
+            stripe.fetch_add(1, Ordering::Relaxed)
+        };
         let sampled = self.decision_log_every != 0 && n.is_multiple_of(self.decision_log_every);
         let verdict = if decision.is_allowed() {
             "allow"

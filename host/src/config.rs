@@ -33,6 +33,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::verdict_cache::VerdictCacheConfig;
+
 use crate::bounds::RequestBounds;
 use crate::error::LoadError;
 use crate::limits::Limits;
@@ -135,6 +137,9 @@ pub struct ChainConfig {
     /// When to stop asking a policy that keeps failing.
     #[serde(default)]
     pub breaker: BreakerConfig,
+    /// How sessions keep topic decisions (see [`VerdictCacheConfig`]).
+    #[serde(default)]
+    pub verdict_cache: VerdictCacheConfig,
     #[serde(rename = "policy", default)]
     pub policies: Vec<PolicyConfig>,
 }

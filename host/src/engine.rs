@@ -69,6 +69,11 @@ impl EngineBuilder {
         let engine_err = |e: wasmtime::Error| LoadError::Engine(format!("{e:#}"));
         let mut config = Config::new();
         config.epoch_interruption(true);
+        // `perf` can name policy functions when this is set (it writes
+        // /tmp/perf-PID.map); for profiling only.
+        if std::env::var_os("MQTT_POLICY_PERF_MAP").is_some() {
+            config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+        }
         config.wasm_component_model(true);
         if self.pooling {
             let mut pool = PoolingAllocationConfig::default();

@@ -25,7 +25,7 @@ pub enum LoadError {
         message: String,
     },
     #[error(
-        "policy \"{policy}\": {module} does not implement the mqtt:policy@0.1.0 world: {message}"
+        "policy \"{policy}\": {module} does not implement the mqtt:policy world (0.2.0 or 0.1.0): {message}"
     )]
     WrongWorld {
         policy: String,
@@ -77,6 +77,8 @@ pub enum PolicyError {
     #[error("moved more than {0} bytes to the host in one call or result")]
     TooMuchData(usize),
     /// Asked for more random bytes in one call than the sandbox gives.
+    #[error("verified more than {0} signatures in one check")]
+    TooManySignatures(u32),
     #[error("asked for {requested} random bytes in one call, over the limit of {limit}")]
     RandomTooLarge { requested: u64, limit: usize },
     /// A check found no warm instance, the policy's `init` is too slow to

@@ -73,7 +73,10 @@ mod sandbox;
 mod session;
 mod state;
 mod stats;
+mod striped;
+mod signature;
 mod verdict;
+mod verdict_cache;
 mod wasm_policy;
 mod wit;
 
@@ -100,7 +103,8 @@ pub use request::{
 };
 pub use session::{Refused, Session, TopicAnswer};
 pub use stats::StatsSnapshot;
-pub use verdict::{ConnectVerdict, Deny, DenyReason, Grant, TopicVerdict};
+pub use verdict::{ConnectVerdict, Deny, DenyReason, Grant, TopicVerdict, VerdictLifetime};
+pub use verdict_cache::{VerdictCacheConfig, VerdictCacheStats};
 pub use wasm_policy::WasmPolicy;
 pub use wit::VERSIONS as API_VERSIONS;
 

@@ -50,6 +50,7 @@ pub(crate) fn load_chain(
         .default_verdict(config.default)
         .request_bounds(config.requests)
         .breaker(config.breaker)
+        .verdict_cache(config.verdict_cache)
         .decision_log_every(config.decision_log_every.unwrap_or(100))
         .generation(generation);
     check_pool(engine, config.policies.len(), config_path)?;

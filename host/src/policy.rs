@@ -6,7 +6,7 @@
 
 use crate::error::PolicyError;
 use crate::request::{ConnectRequest, TopicRequest};
-use crate::verdict::{ConnectVerdict, TopicVerdict};
+use crate::verdict::{ConnectVerdict, TopicVerdict, VerdictLifetime};
 
 /// A policy as the chain sees it. An `Err` is a failed check (trap,
 /// deadline, memory cap, malformed result), which the chain handles with the
@@ -14,4 +14,14 @@ use crate::verdict::{ConnectVerdict, TopicVerdict};
 pub trait Policy: Send + Sync {
     fn connect_check(&self, request: &ConnectRequest) -> Result<ConnectVerdict, PolicyError>;
     fn topic_check(&self, request: &TopicRequest) -> Result<TopicVerdict, PolicyError>;
+
+    /// The topic verdict and how long it holds. Defaults to
+    /// [`Policy::topic_check`] holding for this request only; override to
+    /// let sessions cache what the policy answers.
+    fn topic_check_lasting(
+        &self,
+        request: &TopicRequest,
+    ) -> Result<(TopicVerdict, VerdictLifetime), PolicyError> {
+        Ok((self.topic_check(request)?, VerdictLifetime::None))
+    }
 }

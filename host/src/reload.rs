@@ -23,6 +23,7 @@ use std::time::{Duration, Instant, SystemTime};
 use arc_swap::ArcSwap;
 
 use crate::cache::{CacheSource, ComponentCache, ModuleHash};
+use crate::verdict_cache::{CacheTotals, VerdictCacheStats};
 use crate::chain::Chain;
 use crate::config::ChainConfig;
 use crate::decision::{ConnectDecision, TopicDecision};
@@ -83,6 +84,8 @@ struct Inner {
     live_modules: Mutex<HashSet<ModuleHash>>,
     /// One reload at a time.
     reloading: Mutex<()>,
+    /// The sessions' verdict caches: counters and the host-wide bound.
+    verdict_cache: Arc<CacheTotals>,
 }
 
 /// A chain loaded from a file that can be reloaded while checks run.
@@ -163,6 +166,7 @@ impl PolicyHostBuilder {
                 files: Mutex::new(files),
                 live_modules: Mutex::new(hashes),
                 reloading: Mutex::new(()),
+                verdict_cache: Arc::default(),
             }),
         })
     }
@@ -239,6 +243,7 @@ impl PolicyHost {
                 files: Mutex::new(Vec::new()),
                 live_modules: Mutex::new(HashSet::new()),
                 reloading: Mutex::new(()),
+                verdict_cache: Arc::default(),
             }),
         }
     }
@@ -258,6 +263,21 @@ impl PolicyHost {
 
     pub fn generation(&self) -> u64 {
         self.inner.current.load().generation()
+    }
+
+    /// The live chain (a cheap, lock-free read).
+    pub(crate) fn live(&self) -> arc_swap::Guard<Arc<Chain>> {
+        self.inner.current.load()
+    }
+
+    pub(crate) fn verdict_cache_totals(&self) -> &Arc<CacheTotals> {
+        &self.inner.verdict_cache
+    }
+
+    /// The sessions' verdict cache counters (hits, misses, evictions) and
+    /// what all sessions keep right now.
+    pub fn verdict_cache_stats(&self) -> VerdictCacheStats {
+        self.inner.verdict_cache.snapshot()
     }
 
     /// [`Chain::connect_check`] on the live chain.

@@ -88,6 +88,8 @@ pub(crate) enum Stopped {
         "the policy asked for {0} random bytes in one call, over the limit of {MAX_RANDOM_BYTES}"
     )]
     Random(u64),
+    #[error("the policy verified more than {0} signatures in one check")]
+    Signatures(u32),
 }
 
 impl Stopped {
@@ -102,6 +104,7 @@ impl Stopped {
                 requested: *requested,
                 limit: MAX_RANDOM_BYTES,
             },
+            Stopped::Signatures(limit) => PolicyError::TooManySignatures(*limit),
         }
     }
 }

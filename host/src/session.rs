@@ -18,6 +18,8 @@ use crate::decision::{ConnectDecision, Decision, Outcome, TopicDecision};
 use crate::reload::PolicyHost;
 use crate::request::{Access, ConnectRequest, ProtocolVersion, TopicRequest};
 use crate::verdict::{Deny, DenyReason, Grant};
+use crate::verdict_cache::SessionCache;
+use std::sync::Mutex;
 
 /// A refused CONNECT: the decision and the CONNACK code to send before
 /// closing the connection.
@@ -36,6 +38,9 @@ pub struct TopicAnswer {
     /// The acknowledgement for this client's version and packet; see
     /// [`Reply`] for what the adapter must do with each.
     pub reply: Reply,
+    /// Answered from the session's verdict cache (the decision, trace
+    /// included, is the one the chain reached when it was kept).
+    pub cached: bool,
 }
 
 impl TopicAnswer {
@@ -47,7 +52,6 @@ impl TopicAnswer {
 }
 
 /// An accepted connection's policy state. `Send + Sync`; one per connection.
-#[derive(Debug)]
 pub struct Session {
     host: PolicyHost,
     client_id: String,
@@ -55,6 +59,20 @@ pub struct Session {
     version: ProtocolVersion,
     grant: Grant,
     connect: ConnectDecision,
+    /// Topic decisions that still hold (see `verdict_cache.rs`).
+    cache: Mutex<SessionCache>,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("client_id", &self.client_id)
+            .field("username", &self.username)
+            .field("version", &self.version)
+            .field("grant", &self.grant)
+            .field("connect", &self.connect)
+            .finish_non_exhaustive()
+    }
 }
 
 impl PolicyHost {
@@ -80,6 +98,7 @@ impl PolicyHost {
             version,
             grant,
             connect: decision,
+            cache: Mutex::new(SessionCache::new(self.verdict_cache_totals().clone())),
         };
         if let Some(will) = &request.will {
             let answer = session.check(Access::Publish, &will.topic, will.qos, will.retain);
@@ -219,7 +238,33 @@ impl Session {
     /// everything kept for it; dropping the session does the same.
     pub fn disconnect(self) {}
 
+    fn lock_cache(&self) -> std::sync::MutexGuard<'_, SessionCache> {
+        self.cache.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Answer from the cache if a kept decision of the live chain still
+    /// holds; otherwise ask the live chain and keep what may be kept.
     fn check(&self, access: Access, topic: &str, qos: u8, retain: bool) -> TopicAnswer {
+        let chain = self.host.live();
+        let config = chain.verdict_cache();
+        if config.enabled {
+            let kept = self.lock_cache().get(
+                chain.generation(),
+                access,
+                topic,
+                qos,
+                retain,
+                crate::state::now_unix_ms,
+            );
+            if let Some(decision) = kept {
+                return TopicAnswer {
+                    decision,
+                    reply: Reply::Nothing,
+                    cached: true,
+                };
+            }
+            self.host.verdict_cache_totals().miss();
+        }
         let request = TopicRequest {
             client_id: self.client_id.clone(),
             username: self.username.clone(),
@@ -230,10 +275,23 @@ impl Session {
             attributes: self.grant.attributes.clone(),
             roles: self.grant.roles.clone(),
         };
-        let decision = self.host.topic_check(&request);
+        let (decision, lifetime) = chain.topic_check_lasting(&request);
+        if config.enabled && lifetime.is_cacheable() {
+            self.lock_cache().put(
+                config,
+                chain.generation(),
+                access,
+                topic,
+                qos,
+                retain,
+                &decision,
+                lifetime,
+            );
+        }
         TopicAnswer {
             decision,
             reply: Reply::Nothing,
+            cached: false,
         }
     }
 }

@@ -30,6 +30,9 @@ pub(crate) struct StoreState {
     /// The SDK's panic report of the current call (message, location), kept
     /// outside the log budget so the failure can say what happened.
     pub(crate) panic: Option<(String, String)>,
+    /// `verify-signature` calls in the current call, and the time they took.
+    pub(crate) signatures: u32,
+    pub(crate) signature_time: std::time::Duration,
 }
 
 impl StoreState {
@@ -46,6 +49,8 @@ impl StoreState {
             log_budget: LOG_LINES_PER_CALL,
             logs_dropped: 0,
             panic: None,
+            signatures: 0,
+            signature_time: std::time::Duration::ZERO,
         }
     }
 
@@ -54,8 +59,11 @@ impl StoreState {
         self.log_budget = LOG_LINES_PER_CALL;
         self.limiter.hit = false;
         self.panic = None;
+        self.signatures = 0;
+        self.signature_time = std::time::Duration::ZERO;
         self.deadline.arm(deadline, ticks);
     }
+
 }
 
 /// The field that marks the SDK's panic report (`mqtt_policy_sdk::PANIC_LOG_FIELD`).

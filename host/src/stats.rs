@@ -3,9 +3,17 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-/// Live counters of one policy in a chain.
+use crate::striped::Striped;
+
+/// Live counters of one policy in a chain, striped per thread (every check
+/// writes them; see `striped.rs`).
 #[derive(Debug, Default)]
 pub(crate) struct PolicyStats {
+    stripes: Striped<Counters>,
+}
+
+#[derive(Debug, Default)]
+struct Counters {
     allow: AtomicU64,
     deny: AtomicU64,
     defer: AtomicU64,
@@ -48,34 +56,47 @@ pub(crate) enum Tally {
 
 impl PolicyStats {
     pub(crate) fn record(&self, tally: Tally, spent: Duration) {
+        let c = self.stripes.local();
         let counter = match tally {
-            Tally::Allow => &self.allow,
-            Tally::Deny => &self.deny,
-            Tally::Defer => &self.defer,
-            Tally::Error => &self.error,
+            Tally::Allow => &c.allow,
+            Tally::Deny => &c.deny,
+            Tally::Defer => &c.defer,
+            Tally::Error => &c.error,
         };
         counter.fetch_add(1, Ordering::Relaxed);
         let nanos = u64::try_from(spent.as_nanos()).unwrap_or(u64::MAX);
-        self.nanos.fetch_add(nanos, Ordering::Relaxed);
+        c.nanos.fetch_add(nanos, Ordering::Relaxed);
     }
 
     pub(crate) fn circuit_opened(&self) {
-        self.circuit_opens.fetch_add(1, Ordering::Relaxed);
+        self.stripes
+            .local()
+            .circuit_opens
+            .fetch_add(1, Ordering::Relaxed);
     }
 
     pub(crate) fn short_circuited(&self) {
-        self.short_circuits.fetch_add(1, Ordering::Relaxed);
+        self.stripes
+            .local()
+            .short_circuits
+            .fetch_add(1, Ordering::Relaxed);
     }
 
     pub(crate) fn snapshot(&self) -> StatsSnapshot {
+        let sum = |f: fn(&Counters) -> &AtomicU64| -> u64 {
+            self.stripes
+                .iter()
+                .map(|c| f(c).load(Ordering::Relaxed))
+                .fold(0, u64::wrapping_add)
+        };
         StatsSnapshot {
-            allow: self.allow.load(Ordering::Relaxed),
-            deny: self.deny.load(Ordering::Relaxed),
-            defer: self.defer.load(Ordering::Relaxed),
-            error: self.error.load(Ordering::Relaxed),
-            time_spent: Duration::from_nanos(self.nanos.load(Ordering::Relaxed)),
-            circuit_opens: self.circuit_opens.load(Ordering::Relaxed),
-            short_circuits: self.short_circuits.load(Ordering::Relaxed),
+            allow: sum(|c| &c.allow),
+            deny: sum(|c| &c.deny),
+            defer: sum(|c| &c.defer),
+            error: sum(|c| &c.error),
+            time_spent: Duration::from_nanos(sum(|c| &c.nanos)),
+            circuit_opens: sum(|c| &c.circuit_opens),
+            short_circuits: sum(|c| &c.short_circuits),
         }
     }
 }

@@ -86,3 +86,37 @@ pub enum TopicVerdict {
     Deny(Deny),
     Defer,
 }
+
+/// How long a topic verdict holds for the session that asked, for the same
+/// access, topic, QoS and retain flag (contract `0.2.0`'s `lifetime`). The
+/// session caches a decision for the shortest lifetime among the policies
+/// the chain asked, and never past a reload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum VerdictLifetime {
+    /// Ask again next time. What `0.1.0` policies and failures get.
+    #[default]
+    None,
+    /// Until this wall-clock instant, in milliseconds since the Unix epoch.
+    Until(u64),
+    /// Until the session ends.
+    Session,
+}
+
+impl VerdictLifetime {
+    /// The shorter of two lifetimes: a decision holds only as long as every
+    /// verdict it rests on.
+    pub fn min(self, other: VerdictLifetime) -> VerdictLifetime {
+        use VerdictLifetime::*;
+        match (self, other) {
+            (None, _) | (_, None) => None,
+            (Until(a), Until(b)) => Until(a.min(b)),
+            (Until(t), Session) | (Session, Until(t)) => Until(t),
+            (Session, Session) => Session,
+        }
+    }
+
+    /// May a decision with this lifetime be kept at all?
+    pub fn is_cacheable(self) -> bool {
+        self != VerdictLifetime::None
+    }
+}

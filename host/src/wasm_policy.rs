@@ -2,7 +2,11 @@
 //!
 //! Instances are created from a `PolicyPre` (pre-linked, so instantiation is a
 //! few allocations from the pool), initialised with the policy's config, and
-//! kept in an idle pool for reuse: a check takes one, runs, and puts it back.
+//! kept idle for reuse: a check takes one, runs, and puts it back. The idle
+//! instances are kept in shards, one per thread stripe (`striped.rs`), so
+//! threads checking at once take and return instances without sharing a
+//! lock; a thread whose shard is empty takes one from another shard before
+//! making a new one.
 //! An instance that failed in any way — trap, deadline, memory cap, or a
 //! result the host refuses (an oversized grant) — is dropped, never reused.
 //! This is the fail-closed boundary: every failure becomes a [`PolicyError`]
@@ -19,7 +23,7 @@
 //! two deadlines, whatever `init` costs.
 
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -35,7 +39,8 @@ use crate::request::{ConnectRequest, TopicRequest};
 use crate::sandbox;
 use crate::state::{self, StoreState};
 use crate::stats::LogGate;
-use crate::verdict::{ConnectVerdict, Grant, TopicVerdict};
+use crate::striped::{Padded, STRIPES, stripe};
+use crate::verdict::{ConnectVerdict, Grant, TopicVerdict, VerdictLifetime};
 use crate::wit::{PolicyInstance, PolicyPre};
 
 /// Most attributes plus roles one grant may carry.
@@ -56,29 +61,18 @@ struct Warm {
     policy: PolicyInstance,
 }
 
-/// The instances of one policy.
+/// The bookkeeping of one policy's instances (the idle ones are in the
+/// shards). Touched when instances are made or dropped, not per check.
 struct Pool {
-    idle: Vec<Warm>,
-    /// Instances taken by checks that are running.
-    busy: usize,
-    /// Checks waiting for the background thread.
-    waiting: usize,
-    /// Live instances (idle plus busy) the background thread keeps: 1, or
-    /// what `prewarm` asked for.
+    /// Live instances: idle in any shard, or taken by a running check.
+    live: usize,
+    /// Live instances the background thread keeps: 1, or what `prewarm`
+    /// asked for.
     target: usize,
-    max_idle: usize,
-    /// The policy was dropped: the background thread exits.
-    closed: bool,
 }
 
-impl Pool {
-    /// Should the background thread make another instance now?
-    fn wants_more(&self) -> bool {
-        !self.closed
-            && self.idle.len() < self.max_idle
-            && (self.idle.len() + self.busy < self.target || self.idle.len() < self.waiting)
-    }
-}
+/// Idle instances of one thread stripe.
+type Shard = Padded<Mutex<Vec<Warm>>>;
 
 /// What the policy's checks and its background thread share.
 struct Shared {
@@ -88,6 +82,18 @@ struct Shared {
     config_json: String,
     limits: Limits,
     pool: Mutex<Pool>,
+    /// Idle instances, one shard per thread stripe.
+    shards: Box<[Shard]>,
+    /// Checks waiting for the background thread (read by every release,
+    /// written only by waiters).
+    waiting: AtomicUsize,
+    /// Where the background thread puts the next new instance.
+    next_shard: AtomicUsize,
+    /// Most idle instances kept, over all shards.
+    max_idle: AtomicUsize,
+    /// The policy was dropped: the background thread exits, instances
+    /// coming back are dropped.
+    closed: AtomicBool,
     /// The background thread has work, or must stop.
     work: Condvar,
     /// An instance went into the idle pool.
@@ -119,12 +125,14 @@ impl Drop for WasmPolicy {
         // Not joined: the thread may be inside an `init` (up to the init
         // deadline), and a policy is dropped wherever the last chain holding
         // it is — possibly on a broker worker. It exits when that ends.
-        let idle = {
-            let mut pool = self.shared.lock_pool();
-            pool.closed = true;
-            std::mem::take(&mut pool.idle)
-        };
-        drop(idle);
+        {
+            let _pool = self.shared.lock_pool();
+            self.shared.closed.store(true, Ordering::SeqCst);
+        }
+        for shard in self.shared.shards.iter() {
+            let idle = std::mem::take(&mut *lock(&shard.0));
+            drop(idle);
+        }
         self.shared.work.notify_all();
         self.shared.ready.notify_all();
     }
@@ -181,14 +189,14 @@ impl WasmPolicy {
             engine: engine.clone(),
             config_json: config_json.to_owned(),
             limits,
-            pool: Mutex::new(Pool {
-                idle: Vec::new(),
-                busy: 0,
-                waiting: 0,
-                target: 1,
-                max_idle: std::thread::available_parallelism().map_or(4, |n| n.get() * 2),
-                closed: false,
-            }),
+            pool: Mutex::new(Pool { live: 0, target: 1 }),
+            max_idle: AtomicUsize::new(
+                std::thread::available_parallelism().map_or(4, |n| n.get() * 2),
+            ),
+            closed: AtomicBool::new(false),
+            shards: (0..STRIPES).map(|_| Padded(Mutex::new(Vec::new()))).collect(),
+            waiting: AtomicUsize::new(0),
+            next_shard: AtomicUsize::new(0),
             work: Condvar::new(),
             ready: Condvar::new(),
             instances_created: AtomicU64::new(0),
@@ -209,6 +217,7 @@ impl WasmPolicy {
                     error,
                 },
             })?;
+        shared.lock_pool().live += 1;
         shared.put_idle(warm);
         let background = shared.clone();
         std::thread::Builder::new()
@@ -244,7 +253,7 @@ impl WasmPolicy {
 
     /// Initialised instances waiting in the pool right now.
     pub fn idle_instances(&self) -> usize {
-        self.shared.lock_pool().idle.len()
+        self.shared.idle_count()
     }
 
     /// Keep `n` initialised instances ready, e.g. one per broker worker
@@ -255,13 +264,17 @@ impl WasmPolicy {
         let shared = &self.shared;
         {
             let mut pool = shared.lock_pool();
-            pool.max_idle = pool.max_idle.max(n);
+            shared.max_idle.fetch_max(n, Ordering::Relaxed);
             pool.target = pool.target.max(n);
         }
-        while shared.lock_pool().idle.len() < n {
+        while shared.idle_count() < n {
+            shared.lock_pool().live += 1;
             let warm = shared
                 .instantiate(shared.limits.init_deadline)
-                .map_err(InstantiateError::into_policy_error)?;
+                .map_err(|e| {
+                    shared.forget_one();
+                    e.into_policy_error()
+                })?;
             shared.put_idle(warm);
         }
         Ok(())
@@ -314,6 +327,12 @@ impl WasmPolicy {
     }
 }
 
+/// A poisoned lock still guards consistent data here (nothing panics while
+/// holding one), so take it anyway.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 /// The calling thread's CPU clock, where the platform has one.
 fn cpu_now() -> Option<Duration> {
     cpu_time::ThreadTime::try_now()
@@ -323,7 +342,25 @@ fn cpu_now() -> Option<Duration> {
 
 impl Shared {
     fn lock_pool(&self) -> MutexGuard<'_, Pool> {
-        self.pool.lock().unwrap_or_else(|p| p.into_inner())
+        lock(&self.pool)
+    }
+
+    /// Idle instances over all shards.
+    fn idle_count(&self) -> usize {
+        self.shards.iter().map(|s| lock(&s.0).len()).sum()
+    }
+
+    /// An idle instance: from this thread's shard, else from any other.
+    fn take_idle(&self) -> Option<Warm> {
+        let own = stripe() % self.shards.len();
+        if let Some(warm) = lock(&self.shards[own].0).pop() {
+            return Some(warm);
+        }
+        self.shards
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i != own)
+            .find_map(|(_, s)| lock(&s.0).pop())
     }
 
     fn new_store(&self) -> Store<StoreState> {
@@ -386,16 +423,15 @@ impl Shared {
     /// thread makes within a check deadline. Never `init` under the init
     /// deadline on the caller's thread.
     fn take(&self) -> Result<Warm, PolicyError> {
-        let deadline = self.limits.deadline;
-        let mut pool = self.lock_pool();
-        if let Some(warm) = pool.idle.pop() {
-            pool.busy += 1;
+        if let Some(warm) = self.take_idle() {
             return Ok(warm);
         }
+        let deadline = self.limits.deadline;
+        let mut pool = self.lock_pool();
         if self.init_fits_a_check() {
-            // Counted as busy now, so the background thread does not make
+            // Counted as live now, so the background thread does not make
             // a second one for the same need.
-            pool.busy += 1;
+            pool.live += 1;
             drop(pool);
             return self.instantiate(deadline).map_err(|e| {
                 if matches!(e, InstantiateError::Failed(PolicyError::Timeout(_))) {
@@ -407,62 +443,104 @@ impl Shared {
                 e.into_policy_error()
             });
         }
-        pool.waiting += 1;
+        // Announced before looking again, so a release that misses the
+        // look sees the waiter and wakes it (under the pool lock).
+        self.waiting.fetch_add(1, Ordering::SeqCst);
         self.work.notify_one();
-        let (mut pool, _) = self
-            .ready
-            .wait_timeout_while(pool, deadline, |p| p.idle.is_empty() && !p.closed)
-            .unwrap_or_else(|p| p.into_inner());
-        pool.waiting -= 1;
-        match pool.idle.pop() {
-            Some(warm) => {
-                pool.busy += 1;
-                Ok(warm)
+        let started = Instant::now();
+        let mut found = None;
+        while !self.closed.load(Ordering::SeqCst) {
+            if let Some(warm) = self.take_idle() {
+                found = Some(warm);
+                break;
             }
-            None => Err(PolicyError::NoInstance(deadline)),
+            let left = deadline.saturating_sub(started.elapsed());
+            if left.is_zero() {
+                break;
+            }
+            pool = self
+                .ready
+                .wait_timeout(pool, left)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
         }
+        self.waiting.fetch_sub(1, Ordering::SeqCst);
+        found.ok_or(PolicyError::NoInstance(deadline))
     }
 
-    /// A new instance into the idle pool, if the pool has room.
+    /// A new instance (already counted live) into a shard, if the pool has
+    /// room.
     fn put_idle(&self, warm: Warm) {
-        let pool = self.lock_pool();
-        self.store_idle(pool, warm);
+        let i = self.next_shard.fetch_add(1, Ordering::Relaxed) % self.shards.len();
+        self.store_idle(i, warm);
     }
 
-    /// A check is done with its instance and it is fine: back to the pool.
+    /// A check is done with its instance and it is fine: back to this
+    /// thread's shard.
     fn release(&self, warm: Warm) {
-        let mut pool = self.lock_pool();
-        pool.busy = pool.busy.saturating_sub(1);
-        self.store_idle(pool, warm);
+        self.store_idle(stripe() % self.shards.len(), warm);
     }
 
-    fn store_idle(&self, mut pool: MutexGuard<'_, Pool>, warm: Warm) {
-        if pool.closed || pool.idle.len() >= pool.max_idle {
-            drop(pool);
+    fn store_idle(&self, shard: usize, warm: Warm) {
+        // Each shard keeps its share of `max_idle`; the rest are dropped
+        // (the pool is sized for the threads that check at once).
+        let Some(share) = self.shard_share() else {
             drop(warm);
+            self.forget_one();
             return;
+        };
+        {
+            let mut idle = lock(&self.shards[shard].0);
+            if idle.len() >= share {
+                drop(idle);
+                drop(warm);
+                self.forget_one();
+                return;
+            }
+            idle.push(warm);
         }
-        pool.idle.push(warm);
         // Waking is a system call: only when a check is waiting.
-        if pool.waiting > 0 {
-            self.ready.notify_one();
+        if self.waiting.load(Ordering::SeqCst) > 0 {
+            let _pool = self.lock_pool();
+            self.ready.notify_all();
         }
+    }
+
+    /// Each shard's share of `max_idle`, or `None` once the policy is
+    /// dropped. Read without the pool lock on the hot path: both change
+    /// rarely and a stale read only keeps one instance more or less.
+    fn shard_share(&self) -> Option<usize> {
+        if self.closed.load(Ordering::Relaxed) {
+            return None;
+        }
+        let max_idle = self.max_idle.load(Ordering::Relaxed);
+        Some(max_idle.div_ceil(self.shards.len()).max(2))
     }
 
     /// A check's instance failed: drop it and have it replaced.
     fn discard(&self, warm: Warm) {
-        self.forget_one();
         drop(warm);
+        self.forget_one();
     }
 
-    /// One busy instance is gone; wake the background thread if the pool is
-    /// now below its target.
+    /// One live instance is gone; wake the background thread if the pool
+    /// is now below its target.
     fn forget_one(&self) {
         let mut pool = self.lock_pool();
-        pool.busy = pool.busy.saturating_sub(1);
-        if pool.wants_more() {
+        pool.live = pool.live.saturating_sub(1);
+        if self.wants_more(&pool) {
             self.work.notify_one();
         }
+    }
+
+    /// Should the background thread make another instance now?
+    fn wants_more(&self, pool: &Pool) -> bool {
+        if self.closed.load(Ordering::SeqCst) {
+            return false;
+        }
+        let idle = self.idle_count();
+        idle < self.max_idle.load(Ordering::Relaxed)
+            && (pool.live < pool.target || idle < self.waiting.load(Ordering::SeqCst))
     }
 
     /// The background thread: keep the pool at its target, `init` under the
@@ -472,12 +550,13 @@ impl Shared {
         loop {
             {
                 let mut pool = self.lock_pool();
-                while !pool.closed && !pool.wants_more() {
+                while !self.closed.load(Ordering::SeqCst) && !self.wants_more(&pool) {
                     pool = self.work.wait(pool).unwrap_or_else(|p| p.into_inner());
                 }
-                if pool.closed {
+                if self.closed.load(Ordering::SeqCst) {
                     return;
                 }
+                pool.live += 1;
             }
             match self.instantiate(self.limits.init_deadline) {
                 Ok(warm) => {
@@ -485,6 +564,7 @@ impl Shared {
                     self.put_idle(warm);
                 }
                 Err(e) => {
+                    self.lock_pool().live -= 1;
                     tracing::warn!(
                         target: "mqtt_policy::pool",
                         policy = %self.name,
@@ -493,7 +573,7 @@ impl Shared {
                     let pool = self.lock_pool();
                     drop(
                         self.work
-                            .wait_timeout_while(pool, retry, |p| !p.closed)
+                            .wait_timeout_while(pool, retry, |_| !self.closed.load(Ordering::SeqCst))
                             .unwrap_or_else(|p| p.into_inner()),
                     );
                     retry = retry.saturating_mul(2).min(RETRY_MAX);
@@ -606,9 +686,16 @@ impl Policy for WasmPolicy {
     }
 
     fn topic_check(&self, request: &TopicRequest) -> Result<TopicVerdict, PolicyError> {
+        self.topic_check_lasting(request).map(|(verdict, _)| verdict)
+    }
+
+    fn topic_check_lasting(
+        &self,
+        request: &TopicRequest,
+    ) -> Result<(TopicVerdict, VerdictLifetime), PolicyError> {
         self.run(
             |p, store| p.topic_check(store, request),
-            |verdict| {
+            |(verdict, _)| {
                 if let TopicVerdict::Deny(deny) = verdict {
                     cut_message(&mut deny.message);
                 }

@@ -13,6 +13,7 @@ mod password; // mosquitto_passwd files and Mosquitto acl_files, read by the hos
 mod reload; // hot reload: swaps under load, broken files, the disk cache
 mod session; // whole connections through the session API, codes of every version
 mod topics; // MQTT topic semantics through the topic-list component
+mod verdict_cache; // sessions keep topic decisions exactly as long as they hold
 
 use std::sync::{Arc, OnceLock};
 

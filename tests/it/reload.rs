@@ -145,7 +145,7 @@ fn broken_modules_keep_the_old_chain_until_fixed() -> anyhow::Result<()> {
         (
             "other world",
             other_world,
-            "does not implement the mqtt:policy@0.1.0 world",
+            "does not implement the mqtt:policy world (0.2.0 or 0.1.0)",
         ),
     ];
     for (generation, (what, bytes, cause)) in (0u64..).zip(cases) {

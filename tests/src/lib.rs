@@ -17,6 +17,8 @@ pub mod guests {
     pub const TOPIC_LIST: &str = env!("GUEST_TOPIC_LIST");
     pub const PASSWORD: &str = env!("GUEST_PASSWORD");
     pub const MISBEHAVE: &str = env!("GUEST_MISBEHAVE");
+    /// Built against `mqtt:policy@0.1.0` with the bindings alone.
+    pub const LEGACY_V0_1: &str = env!("GUEST_LEGACY_V0_1");
 }
 
 /// Run `openssl` with `args` in `dir`; errors carry its stderr.
@@ -266,6 +268,8 @@ pub fn key_pair(dir: &Path, kind: &str) -> anyhow::Result<KeyPair> {
     let keygen: &[&str] = match kind {
         "rsa" => &["-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048"],
         "ec" => &["-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256"],
+        "ec384" => &["-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-384"],
+        "ed25519" => &["-algorithm", "ED25519"],
         other => bail!("unknown key kind {other}"),
     };
     let mut args = vec!["genpkey"];
@@ -291,7 +295,7 @@ pub fn key_pair(dir: &Path, kind: &str) -> anyhow::Result<KeyPair> {
     })
 }
 
-/// Sign `claims` as a JWT with `alg` (HS*, RS*, ES*) and `key` (a secret for
+/// Sign `claims` as a JWT with `alg` (HS*, RS*, PS*, ES*, EdDSA) and `key` (a secret for
 /// HS*, a private PEM otherwise); `kid` goes in the header if given.
 pub fn sign_jwt(
     alg: &str,
@@ -303,7 +307,10 @@ pub fn sign_jwt(
     let algorithm: Algorithm = alg.parse().with_context(|| format!("algorithm {alg}"))?;
     let encoding = match alg {
         a if a.starts_with("HS") => EncodingKey::from_secret(key.as_bytes()),
-        a if a.starts_with("RS") => EncodingKey::from_rsa_pem(key.as_bytes())?,
+        a if a.starts_with("RS") || a.starts_with("PS") => {
+            EncodingKey::from_rsa_pem(key.as_bytes())?
+        }
+        "EdDSA" => EncodingKey::from_ed_pem(key.as_bytes())?,
         a if a.starts_with("ES") => EncodingKey::from_ec_pem(key.as_bytes())?,
         other => bail!("unsupported test algorithm {other}"),
     };

@@ -32,15 +32,7 @@ impl mqtt::policy::host::Host for StoreState {
         message: String,
         fields: Vec<(String, String)>,
     ) {
-        use mqtt::policy::host::Level;
-        let level = match level {
-            Level::Trace => GuestLevel::Trace,
-            Level::Debug => GuestLevel::Debug,
-            Level::Info => GuestLevel::Info,
-            Level::Warn => GuestLevel::Warn,
-            Level::Error => GuestLevel::Error,
-        };
-        self.guest_log(level, &message, &fields);
+        self.guest_log(self::level(level), &message, &fields);
     }
 
     fn now_unix_ms(&mut self) -> u64 {
@@ -48,112 +40,16 @@ impl mqtt::policy::host::Host for StoreState {
     }
 }
 
-fn access(a: host::Access) -> wit::Access {
-    match a {
-        host::Access::Publish => wit::Access::Publish,
-        host::Access::Subscribe => wit::Access::Subscribe,
-        host::Access::Receive => wit::Access::Receive,
-        host::Access::Unsubscribe => wit::Access::Unsubscribe,
-    }
-}
-
-fn attributes(list: &[host::Attribute]) -> Vec<wit::Attribute> {
-    list.iter()
-        .map(|a| wit::Attribute {
-            key: a.key.clone(),
-            value: a.value.clone(),
-        })
-        .collect()
-}
-
-fn certificate(c: &crate::cert::Certificate) -> wit::Certificate {
-    wit::Certificate {
-        der: c.der.clone(),
-        sha1: c.sha1.clone(),
-        sha256: c.sha256.clone(),
-        subject: c.subject.clone(),
-        issuer: c.issuer.clone(),
-        common_name: c.common_name.clone(),
-        sans: c.sans.clone(),
-        serial: c.serial.clone(),
-        not_before: c.not_before,
-        not_after: c.not_after,
-    }
-}
-
-/// The host's CONNECT in this version's shape (the will has no field here).
-fn connect_request(r: &host::ConnectRequest) -> wit::ConnectRequest {
-    wit::ConnectRequest {
-        client_id: r.client_id.clone(),
-        username: r.username.clone(),
-        password: r.password.as_ref().map(|p| p.as_bytes().to_vec()),
-        protocol_version: r.protocol_version.level(),
-        clean_start: r.clean_start,
-        keep_alive: r.keep_alive,
-        peer_address: r.peer_address.clone(),
-        listener: r.listener.clone(),
-        user_properties: r
-            .user_properties
-            .iter()
-            .map(|p| wit::UserProperty {
-                name: p.name.clone(),
-                value: p.value.clone(),
-            })
-            .collect(),
-        certificates: r.certificates.iter().map(certificate).collect(),
-    }
-}
-
-fn topic_request(r: &host::TopicRequest) -> wit::TopicRequest {
-    wit::TopicRequest {
-        client_id: r.client_id.clone(),
-        username: r.username.clone(),
-        topic: r.topic.clone(),
-        access: access(r.access),
-        qos: r.qos,
-        retain: r.retain,
-        attributes: attributes(&r.attributes),
-        roles: r.roles.clone(),
-    }
-}
-
-fn deny(d: wit::Deny) -> verdict::Deny {
-    let reason = match d.reason {
-        wit::DenyReason::NotAuthorized => verdict::DenyReason::NotAuthorized,
-        wit::DenyReason::BadUsernameOrPassword => verdict::DenyReason::BadUsernameOrPassword,
-        wit::DenyReason::Banned => verdict::DenyReason::Banned,
-        wit::DenyReason::BadAuthenticationMethod => verdict::DenyReason::BadAuthenticationMethod,
-        wit::DenyReason::ClientIdentifierNotValid => verdict::DenyReason::ClientIdentifierNotValid,
-        wit::DenyReason::ServerUnavailable => verdict::DenyReason::ServerUnavailable,
-    };
-    verdict::Deny {
-        reason,
-        message: d.message,
-    }
-}
+super::shared_conversions!();
 
 pub(crate) fn connect_check(
     policy: &Policy,
     store: impl AsContextMut<Data = StoreState>,
     request: &host::ConnectRequest,
 ) -> Result<verdict::ConnectVerdict> {
-    Ok(
-        match policy.call_connect_check(store, &connect_request(request))? {
-            wit::ConnectVerdict::Allow(g) => verdict::ConnectVerdict::Allow(verdict::Grant {
-                attributes: g
-                    .attributes
-                    .into_iter()
-                    .map(|a| host::Attribute {
-                        key: a.key,
-                        value: a.value,
-                    })
-                    .collect(),
-                roles: g.roles,
-            }),
-            wit::ConnectVerdict::Deny(d) => verdict::ConnectVerdict::Deny(deny(d)),
-            wit::ConnectVerdict::Defer => verdict::ConnectVerdict::Defer,
-        },
-    )
+    Ok(connect_verdict(
+        policy.call_connect_check(store, &connect_request(request))?,
+    ))
 }
 
 pub(crate) fn topic_check(
@@ -161,11 +57,7 @@ pub(crate) fn topic_check(
     store: impl AsContextMut<Data = StoreState>,
     request: &host::TopicRequest,
 ) -> Result<verdict::TopicVerdict> {
-    Ok(
-        match policy.call_topic_check(store, &topic_request(request))? {
-            wit::TopicVerdict::Allow => verdict::TopicVerdict::Allow,
-            wit::TopicVerdict::Deny(d) => verdict::TopicVerdict::Deny(deny(d)),
-            wit::TopicVerdict::Defer => verdict::TopicVerdict::Defer,
-        },
-    )
+    Ok(topic_verdict(
+        policy.call_topic_check(store, &topic_request(request))?,
+    ))
 }

@@ -15,7 +15,7 @@
 //!   "leeway_secs": 30,
 //!   "require_exp": true,
 //!   "max_token_bytes": 8192,
-//!   "topics_claim": "topics",                 // claim copied to the `topics` attribute
+//!   "topics_claim": "topics",                 // claim copied to the `topics` attribute (and `exp` to `exp`)
 //!   "roles_claim": "roles"                    // optional claim copied to roles
 //! }
 //! ```
@@ -190,6 +190,12 @@ impl Jwt {
         let mut grant = Grant::default().list_attribute(TOPICS_ATTRIBUTE, &topics);
         if let Some(sub) = claims.get("sub").and_then(Value::as_str) {
             grant = grant.attribute("sub", sub);
+        }
+        // The token's expiry goes with the topics it grants: `topic-list`
+        // stops honouring them after it (and the host's verdict cache keeps
+        // their allows until then only).
+        if let Some(exp) = claims.get("exp").and_then(Value::as_u64) {
+            grant = grant.attribute("exp", exp.to_string());
         }
         if let Some(claim) = &self.roles_claim {
             for role in roles(claims, claim)? {

@@ -17,6 +17,7 @@
 //!   "acl_username": "{attr:username}",  // whose `user` section and %u: a session attribute (default)
 //!                                       // or "{username}", the MQTT username as sent
 //!   "session_topics": "topics",   // session attribute holding granted filters (JSON list); null to ignore
+//!   "session_expiry": "exp",      // session attribute: Unix seconds after which session topics grant nothing; null to ignore
 //!   "otherwise": "deny"           // or "defer" when nothing grants the request
 //! }
 //! ```
@@ -39,7 +40,19 @@
 //! them to topic-safe characters.
 //!
 //! Session topics (`session_topics`) allow publish and receive on the topics
-//! they match, and subscribe and unsubscribe with the filters they cover.
+//! they match, and subscribe and unsubscribe with the filters they cover,
+//! until the session attribute named by `session_expiry` (`exp`, which `jwt`
+//! grants from the token's `exp` claim) says they expired; an expiry that
+//! is not a number of seconds makes them grant nothing.
+//!
+//! # How long a verdict holds
+//!
+//! Every answer depends only on the request, the session's grant and the
+//! configuration, so it holds for the session (the host caches it until the
+//! client disconnects or the chain is reloaded), except an allow that came
+//! from session topics with an expiry: that one holds until the expiry, and
+//! the next check after it is asked again (and, with the topics expired,
+//! refused unless a rule allows it).
 //!
 //! Note that `client_id` and `username` are chosen by the client: a rule
 //! keyed on them trusts whatever authenticated the connection to have
@@ -122,6 +135,8 @@
 //! `"acl_username": "{username}"` only when every way in verifies the MQTT
 //! username.
 
+use std::borrow::Cow;
+
 use mqtt_policy_sdk::prelude::*;
 use mqtt_policy_sdk::topic;
 use serde::Deserialize;
@@ -157,6 +172,10 @@ fn default_session_topics() -> Option<String> {
     Some("topics".into())
 }
 
+fn default_session_expiry() -> Option<String> {
+    Some("exp".into())
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Config {
@@ -164,6 +183,8 @@ struct Config {
     rules: Vec<RuleConfig>,
     #[serde(default = "default_session_topics")]
     session_topics: Option<String>,
+    #[serde(default = "default_session_expiry")]
+    session_expiry: Option<String>,
     #[serde(default)]
     otherwise: Otherwise,
     #[serde(default)]
@@ -184,40 +205,44 @@ struct Rule {
 pub struct TopicList {
     rules: Vec<Rule>,
     session_topics: Option<String>,
+    session_expiry: Option<String>,
     otherwise: Otherwise,
     acl: Option<acl::AclFile>,
 }
 
-/// `*` matches any run of characters, `?` exactly one.
+/// `*` matches any run of characters, `?` exactly one. Walks both strings
+/// by byte offset (no allocation: it runs for every rule on every check).
 fn glob(pattern: &str, text: &str) -> bool {
-    let (p, t): (Vec<char>, Vec<char>) = (pattern.chars().collect(), text.chars().collect());
+    let next = |s: &str, i: usize| s[i..].chars().next();
     let (mut pi, mut ti) = (0, 0);
+    // Where the last `*` was, and the text offset it now stands for.
     let mut star: Option<(usize, usize)> = None;
-    while ti < t.len() {
-        match p.get(pi) {
+    while let Some(tc) = next(text, ti) {
+        match next(pattern, pi) {
             Some('*') => {
                 star = Some((pi, ti));
                 pi += 1;
             }
             Some('?') => {
                 pi += 1;
-                ti += 1;
+                ti += tc.len_utf8();
             }
-            Some(c) if *c == t[ti] => {
-                pi += 1;
-                ti += 1;
+            Some(pc) if pc == tc => {
+                pi += pc.len_utf8();
+                ti += tc.len_utf8();
             }
             _ => match star {
                 Some((sp, st)) => {
+                    let skipped = next(text, st).map_or(1, char::len_utf8);
                     pi = sp + 1;
-                    ti = st + 1;
-                    star = Some((sp, st + 1));
+                    ti = st + skipped;
+                    star = Some((sp, st + skipped));
                 }
                 None => return false,
             },
         }
     }
-    p[pi..].iter().all(|c| *c == '*')
+    pattern[pi..].bytes().all(|c| c == b'*')
 }
 
 /// May a client-chosen or session value be substituted into a filter? It may
@@ -229,9 +254,9 @@ fn safe_value(v: &str) -> bool {
 }
 
 /// Substitute placeholders; `None` if a value is unsafe or missing.
-fn expand(filter: &str, req: &TopicRequest) -> Option<String> {
+fn expand<'a>(filter: &'a str, req: &TopicRequest) -> Option<Cow<'a, str>> {
     if !filter.contains('{') {
-        return Some(filter.to_owned());
+        return Some(Cow::Borrowed(filter));
     }
     // Client id `$SYS` in `{client_id}/#` must not grant `$SYS/#`.
     let mut out = String::with_capacity(filter.len() + 16);
@@ -251,7 +276,7 @@ fn expand(filter: &str, req: &TopicRequest) -> Option<String> {
         rest = &rest[close + 1..];
     }
     out.push_str(rest);
-    Some(out)
+    Some(Cow::Owned(out))
 }
 
 fn check_filters(filters: &[String], what: &str) -> Result<(), String> {
@@ -342,27 +367,29 @@ impl Policy for TopicList {
         Ok(TopicList {
             rules,
             session_topics: config.session_topics,
+            session_expiry: config.session_expiry,
             otherwise: config.otherwise,
             acl,
         })
     }
 
-    fn topic_check(&self, req: &TopicRequest) -> TopicVerdict {
+    fn topic_check(&self, req: &TopicRequest) -> TopicAnswer {
         let valid = match req.access {
             Access::Publish | Access::Receive => topic::validate_name(&req.topic),
             Access::Subscribe | Access::Unsubscribe => topic::validate_filter(&req.topic),
         };
         if let Err(e) = valid {
-            return deny_topic(DenyReason::NotAuthorized, format!("invalid topic: {e}"));
+            return deny_topic(DenyReason::NotAuthorized, format!("invalid topic: {e}")).for_session();
         }
         // An explicit deny in the acl_file wins over every grant; see the module docs.
         match self.acl.as_ref().map(|acl| acl.check(req)) {
-            Some(acl::Verdict::Allow) => return TopicVerdict::Allow,
+            Some(acl::Verdict::Allow) => return allow_topic().for_session(),
             Some(acl::Verdict::Deny(line)) => {
                 return deny_topic(
                     DenyReason::NotAuthorized,
                     format!("denied by acl_file line {line}"),
-                );
+                )
+                .for_session();
             }
             Some(acl::Verdict::NoMatch) | None => {}
         }
@@ -374,21 +401,51 @@ impl Policy for TopicList {
             .flat_map(|r| r.filters(req.access))
             .filter_map(|f| expand(f, req))
             .any(|f| grants(&f, req.access, &req.topic));
+        if from_rules {
+            return allow_topic().for_session();
+        }
         // Session topics grant unsubscribe of whatever they let the client
         // subscribe to (coverage), so a subscription can always be undone.
-        let from_session = || {
-            self.session_topics
-                .as_deref()
-                .and_then(|key| req.attribute_list(key))
-                .is_some_and(|list| list.iter().any(|f| grants(f, req.access, &req.topic)))
-        };
-        if from_rules || from_session() {
-            TopicVerdict::Allow
-        } else {
-            match self.otherwise {
-                Otherwise::Deny => deny_topic(DenyReason::NotAuthorized, "topic not allowed"),
-                Otherwise::Defer => TopicVerdict::Defer,
+        let from_session = self
+            .session_topics
+            .as_deref()
+            .and_then(|key| req.attribute_list(key))
+            .is_some_and(|list| list.iter().any(|f| grants(f, req.access, &req.topic)));
+        if from_session {
+            match self.session_expiry(req) {
+                Expiry::Never => return allow_topic().for_session(),
+                Expiry::At(ms) if mqtt_policy_sdk::log::now_unix_ms() < ms => {
+                    return allow_topic().until_unix_ms(ms);
+                }
+                // Expired, or an expiry we cannot read: the topics grant
+                // nothing any more (and never will again in this session).
+                Expiry::At(_) | Expiry::Unreadable => {}
             }
+        }
+        let answer = match self.otherwise {
+            Otherwise::Deny => deny_topic(DenyReason::NotAuthorized, "topic not allowed"),
+            Otherwise::Defer => TopicVerdict::Defer.into(),
+        };
+        answer.for_session()
+    }
+}
+
+/// When a session's topics stop granting.
+enum Expiry {
+    Never,
+    /// Milliseconds since the Unix epoch.
+    At(u64),
+    Unreadable,
+}
+
+impl TopicList {
+    fn session_expiry(&self, req: &TopicRequest) -> Expiry {
+        let Some(value) = self.session_expiry.as_deref().and_then(|k| req.attribute(k)) else {
+            return Expiry::Never;
+        };
+        match value.trim().parse::<u64>() {
+            Ok(secs) => Expiry::At(secs.saturating_mul(1000)),
+            Err(_) => Expiry::Unreadable,
         }
     }
 }
@@ -425,7 +482,7 @@ mod tests {
     }
 
     fn allowed(p: &TopicList, r: &TopicRequest) -> bool {
-        p.topic_check(r) == TopicVerdict::Allow
+        p.topic_check(r).verdict == TopicVerdict::Allow
     }
 
     const CONFIG: &str = r##"{"rules": [
@@ -609,6 +666,46 @@ mod tests {
     }
 
     #[test]
+    fn answers_hold_for_the_session_and_session_topics_until_their_expiry() -> Result<(), String> {
+        let p = TopicList::new(CONFIG)?;
+        // Rules, acl and denials depend on nothing but the session.
+        let rule = p.topic_check(&req("sensor-1", None, Access::Publish, "sensors/sensor-1/t", &[]));
+        assert_eq!((rule.is_allow(), rule.lifetime), (true, Lifetime::Session));
+        let denied = p.topic_check(&req("sensor-1", None, Access::Publish, "elsewhere", &[]));
+        assert_eq!((denied.is_allow(), denied.lifetime), (false, Lifetime::Session));
+        // Session topics with an expiry hold until it, then grant nothing.
+        let p = TopicList::new("{}")?;
+        let later = mqtt_policy_sdk::log::now_unix_secs() + 60;
+        let exp = later.to_string();
+        let attrs = [("topics", r#"["t/#"]"#), ("exp", exp.as_str())];
+        let live = p.topic_check(&req("c", None, Access::Publish, "t/1", &attrs));
+        assert_eq!((live.is_allow(), live.lifetime), (true, Lifetime::Until(later * 1000)));
+        let attrs = [("topics", r#"["t/#"]"#), ("exp", "1000")];
+        let expired = p.topic_check(&req("c", None, Access::Publish, "t/1", &attrs));
+        assert!(!expired.is_allow());
+        let attrs = [("topics", r#"["t/#"]"#), ("exp", "soon")];
+        assert!(!p.topic_check(&req("c", None, Access::Publish, "t/1", &attrs)).is_allow());
+        // Without an expiry they hold for the session.
+        let attrs = [("topics", r#"["t/#"]"#)];
+        let kept = p.topic_check(&req("c", None, Access::Publish, "t/1", &attrs));
+        assert_eq!(kept.lifetime, Lifetime::Session);
+        Ok(())
+    }
+
+    #[test]
+    fn globs_match_characters_not_bytes() {
+        assert!(glob("sensor-*", "sensor-ü1"));
+        assert!(glob("s?nsor", "sénsor"));
+        assert!(!glob("s?nsor", "sensorx"));
+        assert!(glob("*-*-*", "a-b-c"));
+        assert!(glob("a*b*c", "aXXbYYc"));
+        assert!(!glob("a*b*c", "aXXbYY"));
+        assert!(glob("*", ""));
+        assert!(glob("**", "x"));
+        assert!(!glob("?", ""));
+    }
+
+    #[test]
     fn session_topics_from_the_connect_grant() -> Result<(), String> {
         let p = TopicList::new(r#"{}"#)?;
         let attrs = [("topics", r#"["temperature","devices/1a/#"]"#)];
@@ -645,12 +742,12 @@ mod tests {
     fn invalid_topics_are_denied_and_defer_is_configurable() -> Result<(), String> {
         let p = TopicList::new(CONFIG)?;
         assert!(matches!(
-            p.topic_check(&req("x", Some("admin"), Access::Publish, "a/+", &[])),
+            p.topic_check(&req("x", Some("admin"), Access::Publish, "a/+", &[])).verdict,
             TopicVerdict::Deny(_)
         ));
         let p = TopicList::new(r#"{"otherwise": "defer"}"#)?;
         assert_eq!(
-            p.topic_check(&req("x", None, Access::Publish, "a", &[])),
+            p.topic_check(&req("x", None, Access::Publish, "a", &[])).verdict,
             TopicVerdict::Defer
         );
         Ok(())
@@ -870,7 +967,7 @@ pattern deny users/%u/private/#
         ));
         // Mosquitto: deny patterns are checked before grant patterns...
         assert!(matches!(
-            p.topic_check(&req("dev-1", Some("alice"), Access::Receive, "users/alice/private/x", &alice)),
+            p.topic_check(&req("dev-1", Some("alice"), Access::Receive, "users/alice/private/x", &alice)).verdict,
             TopicVerdict::Deny(d) if d.message == "denied by acl_file line 19"
         ));
         // ...but only after the user's own lines, which grant first.
@@ -894,7 +991,7 @@ pattern deny users/%u/private/#
         // Mosquitto: "Any "deny" topics are handled before topics that grant
         // read/write access", even when the grant comes first in the file.
         assert!(matches!(
-            p.topic_check(&req("c", Some("alice"), Access::Publish, "plant/secret", &alice)),
+            p.topic_check(&req("c", Some("alice"), Access::Publish, "plant/secret", &alice)).verdict,
             TopicVerdict::Deny(d) if d.message == "denied by acl_file line 7"
         ));
         // A subscription the deny covers entirely is refused; one it covers
@@ -1104,7 +1201,7 @@ pattern deny users/%u/private/#
         )?;
         assert!(allowed(&p, &req("c", None, Access::Publish, "b/x", &[])));
         assert_eq!(
-            p.topic_check(&req("c", None, Access::Publish, "c/x", &[])),
+            p.topic_check(&req("c", None, Access::Publish, "c/x", &[])).verdict,
             TopicVerdict::Defer
         );
         Ok(())

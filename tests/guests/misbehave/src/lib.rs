@@ -260,14 +260,15 @@ impl Policy for Misbehave {
         }
     }
 
-    fn topic_check(&self, r: &TopicRequest) -> TopicVerdict {
+    fn topic_check(&self, r: &TopicRequest) -> TopicAnswer {
+        // Never cached: its answers change with its mode.
         match self.act(self.mode_for(&r.client_id), Grant::default) {
             Act::Allow(g) if g.attributes.len() > 1000 => {
                 deny_topic(DenyReason::NotAuthorized, "x".repeat(g.attributes.len()))
             }
-            Act::Allow(_) => TopicVerdict::Allow,
+            Act::Allow(_) => allow_topic(),
             Act::Deny(m) => deny_topic(DenyReason::NotAuthorized, m),
-            Act::Defer => TopicVerdict::Defer,
+            Act::Defer => TopicVerdict::Defer.into(),
         }
     }
 }

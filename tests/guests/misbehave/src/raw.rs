@@ -61,7 +61,7 @@ pub fn leak_pollables(count: usize) -> usize {
 #[cfg(target_arch = "wasm32")]
 #[allow(unsafe_code)]
 mod host {
-    #[link(wasm_import_module = "mqtt:policy/host@0.1.0")]
+    #[link(wasm_import_module = "mqtt:policy/host@0.2.0")]
     unsafe extern "C" {
         #[link_name = "log"]
         fn log(
