@@ -8,7 +8,9 @@ use mqtt_policy_host::PolicyEngine;
 
 fn main() -> anyhow::Result<()> {
     let threads: usize = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(1);
+    let native = std::env::args().nth(2).as_deref() == Some("native");
     let f = Fixture::new(PolicyEngine::new()?)?;
+    let sdk_publish = mqtt_policy_bench::sdk_topic(&f.publish);
     eprintln!("ready");
     let started = Instant::now();
     let total: u64 = std::thread::scope(|s| {
@@ -18,7 +20,12 @@ fn main() -> anyhow::Result<()> {
                     let mut n = 0u64;
                     while started.elapsed() < Duration::from_secs(4) {
                         for _ in 0..1000 {
-                            black_box(f.topic_wasm.topic_check(black_box(&f.publish)));
+                            if native {
+                                use mqtt_policy_sdk::Policy as _;
+                                black_box(f.topic_native.topic_check(black_box(&sdk_publish)));
+                            } else {
+                                black_box(f.topic_wasm.topic_check(black_box(&f.publish)));
+                            }
                         }
                         n += 1000;
                     }

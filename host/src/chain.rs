@@ -36,7 +36,8 @@ use crate::verdict::{ConnectVerdict, Deny, DenyReason, Grant, TopicVerdict, Verd
 const FAILURE_WARNINGS_PER_SECOND: u64 = 2;
 
 struct Entry {
-    name: String,
+    /// Shared with every trace step and decision that names the policy.
+    name: Arc<str>,
     policy: Arc<dyn Policy>,
     on_error: FailureMode,
     stats: PolicyStats,
@@ -240,7 +241,7 @@ impl ChainBuilder {
         on_error: FailureMode,
     ) -> Self {
         self.entries.push(Entry {
-            name: name.into(),
+            name: Arc::from(name.into()),
             policy,
             on_error,
             stats: PolicyStats::default(),
@@ -296,7 +297,7 @@ impl ChainBuilder {
     pub fn build(self) -> Result<Chain, LoadError> {
         for (i, e) in self.entries.iter().enumerate() {
             if self.entries[..i].iter().any(|o| o.name == e.name) {
-                return Err(LoadError::DuplicateName(e.name.clone()));
+                return Err(LoadError::DuplicateName(e.name.to_string()));
             }
         }
         Ok(Chain {
@@ -327,7 +328,7 @@ impl Chain {
     }
 
     pub fn policy_names(&self) -> Vec<&str> {
-        self.entries.iter().map(|e| e.name.as_str()).collect()
+        self.entries.iter().map(|e| &*e.name).collect()
     }
 
     /// How sessions keep this chain's topic decisions.
@@ -344,7 +345,7 @@ impl Chain {
     pub fn stats(&self) -> Vec<(String, StatsSnapshot)> {
         self.entries
             .iter()
-            .map(|e| (e.name.clone(), e.stats.snapshot()))
+            .map(|e| (e.name.to_string(), e.stats.snapshot()))
             .collect()
     }
 
@@ -456,9 +457,11 @@ impl Chain {
         let mut trace = Vec::with_capacity(self.entries.len());
         let mut allow_on_failure = Some(allow_on_failure);
         let mut lifetime = VerdictLifetime::Session;
+        // One clock read per policy: each policy's time ends where the
+        // next one's starts.
+        let mut started = Instant::now();
         for entry in &self.entries {
             let admission = entry.breaker.admit();
-            let started = Instant::now();
             let answer = match admission {
                 Admission::Open(failures) => {
                     entry.stats.short_circuited();
@@ -471,7 +474,9 @@ impl Chain {
                     answer
                 }
             };
-            let spent = started.elapsed();
+            let now = Instant::now();
+            let spent = now.saturating_duration_since(started);
+            started = now;
             let step = match answer {
                 Ok((verdict, lasts)) => {
                     lifetime = lifetime.min(lasts);

@@ -13,7 +13,7 @@ pub enum Outcome<A> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DecidedBy {
     /// The named policy answered allow or deny (or failed, under its failure mode).
-    Policy(String),
+    Policy(std::sync::Arc<str>),
     /// Every policy deferred; the chain's default applied.
     Default,
     /// The host refused before asking any policy (a malformed certificate,
@@ -44,7 +44,7 @@ pub enum StepResult {
 /// One entry of a decision's trace.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Step {
-    pub policy: String,
+    pub policy: std::sync::Arc<str>,
     pub result: StepResult,
 }
 

@@ -40,7 +40,76 @@ impl mqtt::policy::host::Host for StoreState {
     }
 }
 
-super::shared_conversions!();
+fn access(a: host::Access) -> wit::Access {
+    match a {
+        host::Access::Publish => wit::Access::Publish,
+        host::Access::Subscribe => wit::Access::Subscribe,
+        host::Access::Receive => wit::Access::Receive,
+        host::Access::Unsubscribe => wit::Access::Unsubscribe,
+    }
+}
+
+fn attributes(list: &[host::Attribute]) -> Vec<wit::Attribute> {
+    list.iter()
+        .map(|a| wit::Attribute {
+            key: a.key.clone(),
+            value: a.value.clone(),
+        })
+        .collect()
+}
+
+fn certificate(c: &crate::cert::Certificate) -> wit::Certificate {
+    wit::Certificate {
+        der: c.der.clone(),
+        sha1: c.sha1.clone(),
+        sha256: c.sha256.clone(),
+        subject: c.subject.clone(),
+        issuer: c.issuer.clone(),
+        common_name: c.common_name.clone(),
+        sans: c.sans.clone(),
+        serial: c.serial.clone(),
+        not_before: c.not_before,
+        not_after: c.not_after,
+    }
+}
+
+/// The host's CONNECT in this version's shape (the will has no field here).
+fn connect_request(r: &host::ConnectRequest) -> wit::ConnectRequest {
+    wit::ConnectRequest {
+        client_id: r.client_id.clone(),
+        username: r.username.clone(),
+        password: r.password.as_ref().map(|p| p.as_bytes().to_vec()),
+        protocol_version: r.protocol_version.level(),
+        clean_start: r.clean_start,
+        keep_alive: r.keep_alive,
+        peer_address: r.peer_address.clone(),
+        listener: r.listener.clone(),
+        user_properties: r
+            .user_properties
+            .iter()
+            .map(|p| wit::UserProperty {
+                name: p.name.clone(),
+                value: p.value.clone(),
+            })
+            .collect(),
+        certificates: r.certificates.iter().map(certificate).collect(),
+    }
+}
+
+fn topic_request(r: &host::TopicRequest) -> wit::TopicRequest {
+    wit::TopicRequest {
+        client_id: r.client_id.clone(),
+        username: r.username.clone(),
+        topic: r.topic.clone(),
+        access: access(r.access),
+        qos: r.qos,
+        retain: r.retain,
+        attributes: attributes(&r.attributes),
+        roles: r.roles.clone(),
+    }
+}
+
+super::result_conversions!();
 
 pub(crate) fn connect_check(
     policy: &Policy,

@@ -14,6 +14,9 @@ wasmtime::component::bindgen!({
     path: "../wit/v0.2.0",
     // Past its per-call bound or the deadline, verifying traps the check.
     imports: { "mqtt:policy/host.verify-signature": trappable },
+    // Requests are lowered straight from the host's own strings and lists,
+    // without copying them into owned records first.
+    ownership: Borrowing { duplicate_if_necessary: true },
 });
 
 use mqtt::policy::host::{PublicKey, SignatureAlgorithm};
@@ -72,16 +75,70 @@ impl mqtt::policy::host::Host for StoreState {
     }
 }
 
-super::shared_conversions!();
+fn access(a: host::Access) -> wit::Access {
+    match a {
+        host::Access::Publish => wit::Access::Publish,
+        host::Access::Subscribe => wit::Access::Subscribe,
+        host::Access::Receive => wit::Access::Receive,
+        host::Access::Unsubscribe => wit::Access::Unsubscribe,
+    }
+}
+
+fn certificate<'a>(c: &'a crate::cert::Certificate, sans: &'a [&'a str]) -> wit::Certificate<'a> {
+    wit::Certificate {
+        der: &c.der,
+        sha1: &c.sha1,
+        sha256: &c.sha256,
+        subject: &c.subject,
+        issuer: &c.issuer,
+        common_name: c.common_name.as_deref(),
+        sans,
+        serial: &c.serial,
+        not_before: c.not_before,
+        not_after: c.not_after,
+    }
+}
+
+super::result_conversions!();
 
 pub(crate) fn connect_check(
     policy: &Policy,
     store: impl AsContextMut<Data = StoreState>,
     request: &host::ConnectRequest,
 ) -> Result<verdict::ConnectVerdict> {
-    Ok(connect_verdict(
-        policy.call_connect_check(store, &connect_request(request))?,
-    ))
+    let r = request;
+    let user_properties: Vec<wit::UserProperty<'_>> = r
+        .user_properties
+        .iter()
+        .map(|p| wit::UserProperty {
+            name: &p.name,
+            value: &p.value,
+        })
+        .collect();
+    let sans: Vec<Vec<&str>> = r
+        .certificates
+        .iter()
+        .map(|c| c.sans.iter().map(String::as_str).collect())
+        .collect();
+    let certificates: Vec<wit::Certificate<'_>> = r
+        .certificates
+        .iter()
+        .zip(&sans)
+        .map(|(c, sans)| certificate(c, sans))
+        .collect();
+    let request = wit::ConnectRequest {
+        client_id: &r.client_id,
+        username: r.username.as_deref(),
+        password: r.password.as_ref().map(|p| p.as_bytes()),
+        protocol_version: r.protocol_version.level(),
+        clean_start: r.clean_start,
+        keep_alive: r.keep_alive,
+        peer_address: r.peer_address.as_deref(),
+        listener: r.listener.as_deref(),
+        user_properties: &user_properties,
+        certificates: &certificates,
+    };
+    Ok(connect_verdict(policy.call_connect_check(store, request)?))
 }
 
 pub(crate) fn topic_check(
@@ -89,7 +146,28 @@ pub(crate) fn topic_check(
     store: impl AsContextMut<Data = StoreState>,
     request: &host::TopicRequest,
 ) -> Result<(verdict::TopicVerdict, verdict::VerdictLifetime)> {
-    let answer = policy.call_topic_check(store, &topic_request(request))?;
+    let r = request;
+    // Empty (and then not allocated) unless the session was granted some.
+    let attributes: Vec<wit::AttributeParam<'_>> = r
+        .attributes
+        .iter()
+        .map(|a| wit::AttributeParam {
+            key: &a.key,
+            value: &a.value,
+        })
+        .collect();
+    let roles: Vec<&str> = r.roles.iter().map(String::as_str).collect();
+    let request = wit::TopicRequest {
+        client_id: &r.client_id,
+        username: r.username.as_deref(),
+        topic: &r.topic,
+        access: access(r.access),
+        qos: r.qos,
+        retain: r.retain,
+        attributes: &attributes,
+        roles: &roles,
+    };
+    let answer = policy.call_topic_check(store, request)?;
     let lifetime = match answer.lifetime {
         wit::Lifetime::None => verdict::VerdictLifetime::None,
         wit::Lifetime::Session => verdict::VerdictLifetime::Session,

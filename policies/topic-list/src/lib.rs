@@ -142,6 +142,9 @@ use mqtt_policy_sdk::topic;
 use serde::Deserialize;
 
 mod acl;
+mod filter;
+
+use filter::RuleFilter;
 
 #[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
@@ -196,10 +199,10 @@ struct Config {
 struct Rule {
     client_id: Option<String>,
     username: Option<String>,
-    publish: Vec<String>,
-    subscribe: Vec<String>,
-    receive: Vec<String>,
-    unsubscribe: Vec<String>,
+    publish: Vec<RuleFilter>,
+    subscribe: Vec<RuleFilter>,
+    receive: Vec<RuleFilter>,
+    unsubscribe: Vec<RuleFilter>,
 }
 
 pub struct TopicList {
@@ -210,39 +213,48 @@ pub struct TopicList {
     acl: Option<acl::AclFile>,
 }
 
-/// `*` matches any run of characters, `?` exactly one. Walks both strings
-/// by byte offset (no allocation: it runs for every rule on every check).
+/// `*` matches any run of characters, `?` exactly one. Walks the bytes (no
+/// allocation, no decoding: it runs for every rule on every check); a
+/// literal compares byte for byte, which for UTF-8 is character for
+/// character, and `?` or a `*` step takes one whole character of `text`.
 fn glob(pattern: &str, text: &str) -> bool {
-    let next = |s: &str, i: usize| s[i..].chars().next();
+    let (p, t) = (pattern.as_bytes(), text.as_bytes());
+    // The length of the UTF-8 character starting with `b`.
+    let char_len = |b: u8| match b {
+        0xf0.. => 4,
+        0xe0.. => 3,
+        0xc0.. => 2,
+        _ => 1,
+    };
     let (mut pi, mut ti) = (0, 0);
     // Where the last `*` was, and the text offset it now stands for.
     let mut star: Option<(usize, usize)> = None;
-    while let Some(tc) = next(text, ti) {
-        match next(pattern, pi) {
-            Some('*') => {
+    while let Some(&tb) = t.get(ti) {
+        match p.get(pi) {
+            Some(b'*') => {
                 star = Some((pi, ti));
                 pi += 1;
             }
-            Some('?') => {
+            Some(b'?') => {
                 pi += 1;
-                ti += tc.len_utf8();
+                ti += char_len(tb);
             }
-            Some(pc) if pc == tc => {
-                pi += pc.len_utf8();
-                ti += tc.len_utf8();
+            Some(&pb) if pb == tb => {
+                pi += 1;
+                ti += 1;
             }
             _ => match star {
                 Some((sp, st)) => {
-                    let skipped = next(text, st).map_or(1, char::len_utf8);
+                    let next = st + t.get(st).map_or(1, |b| char_len(*b));
                     pi = sp + 1;
-                    ti = st + skipped;
-                    star = Some((sp, st + skipped));
+                    ti = next;
+                    star = Some((sp, next));
                 }
                 None => return false,
             },
         }
     }
-    pattern[pi..].bytes().all(|c| c == b'*')
+    p.get(pi..).is_some_and(|rest| rest.iter().all(|c| *c == b'*'))
 }
 
 /// May a client-chosen or session value be substituted into a filter? It may
@@ -277,6 +289,14 @@ fn expand<'a>(filter: &'a str, req: &TopicRequest) -> Option<Cow<'a, str>> {
     }
     out.push_str(rest);
     Some(Cow::Owned(out))
+}
+
+/// Filters already checked by [`check_filters`], parsed for matching.
+fn parse_filters(filters: &[String]) -> Result<Vec<RuleFilter>, String> {
+    filters
+        .iter()
+        .map(|f| RuleFilter::parse(f).ok_or_else(|| format!("filter \"{f}\" does not parse")))
+        .collect()
 }
 
 fn check_filters(filters: &[String], what: &str) -> Result<(), String> {
@@ -317,7 +337,7 @@ impl Rule {
                 .is_none_or(|g| username.is_some_and(|u| glob(g, u)))
     }
 
-    fn filters(&self, access: Access) -> &[String] {
+    fn filters(&self, access: Access) -> &[RuleFilter] {
         match access {
             Access::Publish => &self.publish,
             Access::Subscribe => &self.subscribe,
@@ -350,10 +370,10 @@ impl Policy for TopicList {
             rules.push(Rule {
                 client_id: r.client_id,
                 username: r.username,
-                publish: r.publish,
-                subscribe: r.subscribe,
-                receive,
-                unsubscribe,
+                publish: parse_filters(&r.publish)?,
+                subscribe: parse_filters(&r.subscribe)?,
+                receive: parse_filters(&receive)?,
+                unsubscribe: parse_filters(&unsubscribe)?,
             });
         }
         let acl = match (config.acl_file, config.acl_username) {
@@ -399,8 +419,7 @@ impl Policy for TopicList {
             .iter()
             .filter(|r| r.applies(&req.client_id, username))
             .flat_map(|r| r.filters(req.access))
-            .filter_map(|f| expand(f, req))
-            .any(|f| grants(&f, req.access, &req.topic));
+            .any(|f| f.grants(req));
         if from_rules {
             return allow_topic().for_session();
         }
