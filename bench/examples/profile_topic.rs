@@ -7,7 +7,10 @@ use mqtt_policy_bench::Fixture;
 use mqtt_policy_host::PolicyEngine;
 
 fn main() -> anyhow::Result<()> {
-    let threads: usize = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(1);
+    let threads: usize = std::env::args()
+        .nth(1)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(1);
     let native = std::env::args().nth(2).as_deref() == Some("native");
     let f = Fixture::new(PolicyEngine::new()?)?;
     let sdk_publish = mqtt_policy_bench::sdk_topic(&f.publish);

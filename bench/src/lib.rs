@@ -139,7 +139,9 @@ impl Fixture {
             "ES256 should be allowed"
         );
         let native_ok = matches!(
-            self.topic_native.topic_check(&sdk_topic(&self.publish)).verdict,
+            self.topic_native
+                .topic_check(&sdk_topic(&self.publish))
+                .verdict,
             sdk::TopicVerdict::Allow
         ) && matches!(
             self.cert_native

@@ -159,7 +159,7 @@ fn steps(trace: &[mqtt_policy_host::Step]) -> Vec<StepReport> {
     trace
         .iter()
         .map(|s| StepReport {
-            policy: s.policy.clone(),
+            policy: s.policy.to_string(),
             result: match &s.result {
                 StepResult::Allow => "allow".into(),
                 StepResult::Deny(r) => format!("deny ({})", reason_name(*r)),

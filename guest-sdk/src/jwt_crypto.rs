@@ -76,9 +76,7 @@ fn verifier_parts(alg: Algorithm, key: &DecodingKey) -> Option<(SignatureAlgorit
         (AlgorithmFamily::Ec, DecodingKeyKind::SecretOrDer(point)) => {
             PublicKey::EcPoint(point.clone())
         }
-        (AlgorithmFamily::Ed, DecodingKeyKind::SecretOrDer(raw)) => {
-            PublicKey::Ed25519(raw.clone())
-        }
+        (AlgorithmFamily::Ed, DecodingKeyKind::SecretOrDer(raw)) => PublicKey::Ed25519(raw.clone()),
         _ => return None,
     };
     Some((host_alg, host_key))

@@ -27,10 +27,10 @@ use crate::decision::{
 use crate::error::{LoadError, PolicyError};
 use crate::policy::Policy;
 use crate::request::{ConnectRequest, TopicRequest};
-use crate::striped::Striped;
-use crate::verdict_cache::VerdictCacheConfig;
 use crate::stats::{LogGate, PolicyStats, StatsSnapshot, Tally};
+use crate::striped::Striped;
 use crate::verdict::{ConnectVerdict, Deny, DenyReason, Grant, TopicVerdict, VerdictLifetime};
+use crate::verdict_cache::VerdictCacheConfig;
 
 /// Failure warnings per policy per second; the rest are counted.
 const FAILURE_WARNINGS_PER_SECOND: u64 = 2;
@@ -366,20 +366,22 @@ impl Chain {
             Some(message) => {
                 ConnectDecision::host_deny(DenyReason::NotAuthorized, message, self.generation)
             }
-            None => self.walk(
-                |p| p.connect_check(request).map(|v| (v, VerdictLifetime::None)),
-                |verdict| match verdict {
-                    ConnectVerdict::Allow(grant) => {
-                        (StepResult::Allow, Step2::Decide(Outcome::Allow(grant)))
-                    }
-                    ConnectVerdict::Deny(d) => {
-                        (StepResult::Deny(d.reason), Step2::Decide(Outcome::Deny(d)))
-                    }
-                    ConnectVerdict::Defer => (StepResult::Defer, Step2::Next),
-                },
-                Grant::default(),
-            )
-            .0,
+            None => {
+                self.walk(
+                    |p| p.connect_check(request).map(|v| (v, VerdictLifetime::None)),
+                    |verdict| match verdict {
+                        ConnectVerdict::Allow(grant) => {
+                            (StepResult::Allow, Step2::Decide(Outcome::Allow(grant)))
+                        }
+                        ConnectVerdict::Deny(d) => {
+                            (StepResult::Deny(d.reason), Step2::Decide(Outcome::Deny(d)))
+                        }
+                        ConnectVerdict::Defer => (StepResult::Defer, Step2::Next),
+                    },
+                    Grant::default(),
+                )
+                .0
+            }
         };
         self.log_decision(
             "connect",

@@ -23,7 +23,6 @@ use std::time::{Duration, Instant, SystemTime};
 use arc_swap::ArcSwap;
 
 use crate::cache::{CacheSource, ComponentCache, ModuleHash};
-use crate::verdict_cache::{CacheTotals, VerdictCacheStats};
 use crate::chain::Chain;
 use crate::config::ChainConfig;
 use crate::decision::{ConnectDecision, TopicDecision};
@@ -31,6 +30,7 @@ use crate::engine::PolicyEngine;
 use crate::error::LoadError;
 use crate::loader::load_chain;
 use crate::request::{ConnectRequest, TopicRequest};
+use crate::verdict_cache::{CacheTotals, VerdictCacheStats};
 
 /// How the last reload went.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -106,8 +106,8 @@ pub(crate) fn verify(
     use Algorithm::*;
     match (algorithm, key) {
         (Rs256 | Rs384 | Rs512 | Ps256 | Ps384 | Ps512, PublicKey::RsaDer(der)) => {
-            let (n, e) = pkcs1_components(der)
-                .ok_or("the RSA key is not a DER RSAPublicKey (PKCS#1)")?;
+            let (n, e) =
+                pkcs1_components(der).ok_or("the RSA key is not a DER RSAPublicKey (PKCS#1)")?;
             verify_rsa(algorithm, n, e, message, signature)
         }
         (Rs256 | Rs384 | Rs512 | Ps256 | Ps384 | Ps512, PublicKey::RsaComponents { n, e }) => {
@@ -133,10 +133,7 @@ pub(crate) fn verify(
         }
         (EdDsa, PublicKey::Ed25519(raw)) => {
             if raw.len() != 32 {
-                return Err(format!(
-                    "an Ed25519 key is 32 bytes, not {}",
-                    raw.len()
-                ));
+                return Err(format!("an Ed25519 key is 32 bytes, not {}", raw.len()));
             }
             Ok(UnparsedPublicKey::new(&sig::ED25519, raw)
                 .verify(message, signature)
@@ -229,19 +226,19 @@ mod tests {
     fn sizes_and_shapes_are_refused_with_a_reason() {
         let big = vec![0u8; MAX_MESSAGE_BYTES + 1];
         let err = verify(Algorithm::Es256, PublicKey::EcPoint(&[4; 65]), &big, &[]);
-        assert!(err.unwrap_err().contains("message of 65537 bytes"));
+        assert!(err.is_err_and(|e| e.contains("message of 65537 bytes")));
         let err = verify(Algorithm::Es256, PublicKey::EcPoint(&[4; 33]), b"m", &[]);
-        assert!(err.unwrap_err().contains("65-byte uncompressed point"));
+        assert!(err.is_err_and(|e| e.contains("65-byte uncompressed point")));
         let err = verify(Algorithm::Es256, PublicKey::Ed25519(&[0; 32]), b"m", &[]);
-        assert!(err.unwrap_err().contains("does not fit"));
+        assert!(err.is_err_and(|e| e.contains("does not fit")));
         let err = verify(Algorithm::Rs256, PublicKey::RsaDer(b"nope"), b"m", &[]);
-        assert!(err.unwrap_err().contains("PKCS#1"));
+        assert!(err.is_err_and(|e| e.contains("PKCS#1")));
         let small = PublicKey::RsaComponents {
             n: &[0xff; 128],
             e: &[1, 0, 1],
         };
         let err = verify(Algorithm::Rs256, small, b"m", &[]);
-        assert!(err.unwrap_err().contains("1024 bits"));
+        assert!(err.is_err_and(|e| e.contains("1024 bits")));
     }
 
     #[test]

@@ -63,7 +63,6 @@ impl StoreState {
         self.signature_time = std::time::Duration::ZERO;
         self.deadline.arm(deadline, ticks);
     }
-
 }
 
 /// The field that marks the SDK's panic report (`mqtt_policy_sdk::PANIC_LOG_FIELD`).

@@ -21,8 +21,8 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use serde::Deserialize;
 
 use crate::decision::TopicDecision;
-use crate::striped::Striped;
 use crate::request::Access;
+use crate::striped::Striped;
 use crate::verdict::VerdictLifetime;
 
 /// Bytes an entry is charged besides its topic: the map slot, the key and
@@ -224,7 +224,11 @@ impl SessionCache {
             self.totals.evictions.fetch_add(1, Ordering::Relaxed);
             return None;
         }
-        self.totals.lookups.local().hits.fetch_add(1, Ordering::Relaxed);
+        self.totals
+            .lookups
+            .local()
+            .hits
+            .fetch_add(1, Ordering::Relaxed);
         Some(kept[i].decision.clone())
     }
 
@@ -355,33 +359,99 @@ mod tests {
         let mut cache = SessionCache::new(totals.clone());
         let d = decision(1);
         let now = || 1_000;
-        cache.put(&config, 1, Access::Publish, "a", 0, false, &d, VerdictLifetime::None);
+        cache.put(
+            &config,
+            1,
+            Access::Publish,
+            "a",
+            0,
+            false,
+            &d,
+            VerdictLifetime::None,
+        );
         assert!(cache.get(1, Access::Publish, "a", 0, false, now).is_none());
-        cache.put(&config, 1, Access::Publish, "a", 0, false, &d, VerdictLifetime::Session);
+        cache.put(
+            &config,
+            1,
+            Access::Publish,
+            "a",
+            0,
+            false,
+            &d,
+            VerdictLifetime::Session,
+        );
         assert!(cache.get(1, Access::Publish, "a", 0, false, now).is_some());
         // QoS, retain and access are part of the key.
         assert!(cache.get(1, Access::Publish, "a", 1, false, now).is_none());
         assert!(cache.get(1, Access::Publish, "a", 0, true, now).is_none());
         assert!(cache.get(1, Access::Receive, "a", 0, false, now).is_none());
         // An instant: kept before it, gone at it.
-        cache.put(&config, 1, Access::Publish, "b", 0, false, &d, VerdictLifetime::Until(2_000));
-        assert!(cache.get(1, Access::Publish, "b", 0, false, || 1_999).is_some());
-        assert!(cache.get(1, Access::Publish, "b", 0, false, || 2_000).is_none());
+        cache.put(
+            &config,
+            1,
+            Access::Publish,
+            "b",
+            0,
+            false,
+            &d,
+            VerdictLifetime::Until(2_000),
+        );
+        assert!(
+            cache
+                .get(1, Access::Publish, "b", 0, false, || 1_999)
+                .is_some()
+        );
+        assert!(
+            cache
+                .get(1, Access::Publish, "b", 0, false, || 2_000)
+                .is_none()
+        );
         // The bound: never more than 3, whatever is put.
         for i in 0..100 {
             let topic = format!("t/{i}");
-            cache.put(&config, 1, Access::Publish, &topic, 0, false, &d, VerdictLifetime::Session);
+            cache.put(
+                &config,
+                1,
+                Access::Publish,
+                &topic,
+                0,
+                false,
+                &d,
+                VerdictLifetime::Session,
+            );
             assert!(cache.len() <= 3);
         }
         assert_eq!(totals.snapshot().entries, 3);
         // A reload drops everything.
-        assert!(cache.get(2, Access::Publish, "t/99", 0, false, now).is_none());
+        assert!(
+            cache
+                .get(2, Access::Publish, "t/99", 0, false, now)
+                .is_none()
+        );
         assert_eq!(cache.len(), 0);
         assert_eq!(totals.snapshot().entries, 0);
         // A decision of an older generation is not kept.
-        cache.put(&config, 2, Access::Publish, "a", 0, false, &d, VerdictLifetime::Session);
+        cache.put(
+            &config,
+            2,
+            Access::Publish,
+            "a",
+            0,
+            false,
+            &d,
+            VerdictLifetime::Session,
+        );
         assert_eq!(cache.len(), 0);
-        cache.put(&config, 2, Access::Publish, "a", 0, false, &decision(2), VerdictLifetime::Session);
+        cache.put(
+            &config,
+            2,
+            Access::Publish,
+            "a",
+            0,
+            false,
+            &decision(2),
+            VerdictLifetime::Session,
+        );
         assert_eq!(cache.len(), 1);
         drop(cache);
         let stats = totals.snapshot();
@@ -401,14 +471,41 @@ mod tests {
         let mut two = SessionCache::new(totals.clone());
         for i in 0..10 {
             let topic = format!("a/{i}");
-            one.put(&config, 1, Access::Publish, &topic, 0, false, &d, VerdictLifetime::Session);
+            one.put(
+                &config,
+                1,
+                Access::Publish,
+                &topic,
+                0,
+                false,
+                &d,
+                VerdictLifetime::Session,
+            );
         }
         assert_eq!(one.len(), 4);
         // The other session finds the total used up and keeps nothing.
-        two.put(&config, 1, Access::Publish, "b/0", 0, false, &d, VerdictLifetime::Session);
+        two.put(
+            &config,
+            1,
+            Access::Publish,
+            "b/0",
+            0,
+            false,
+            &d,
+            VerdictLifetime::Session,
+        );
         assert_eq!(two.len(), 0);
         drop(one);
-        two.put(&config, 1, Access::Publish, "b/0", 0, false, &d, VerdictLifetime::Session);
+        two.put(
+            &config,
+            1,
+            Access::Publish,
+            "b/0",
+            0,
+            false,
+            &d,
+            VerdictLifetime::Session,
+        );
         assert_eq!(two.len(), 1);
     }
 }

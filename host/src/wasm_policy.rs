@@ -194,7 +194,9 @@ impl WasmPolicy {
                 std::thread::available_parallelism().map_or(4, |n| n.get() * 2),
             ),
             closed: AtomicBool::new(false),
-            shards: (0..STRIPES).map(|_| Padded(Mutex::new(Vec::new()))).collect(),
+            shards: (0..STRIPES)
+                .map(|_| Padded(Mutex::new(Vec::new())))
+                .collect(),
             waiting: AtomicUsize::new(0),
             next_shard: AtomicUsize::new(0),
             work: Condvar::new(),
@@ -573,7 +575,9 @@ impl Shared {
                     let pool = self.lock_pool();
                     drop(
                         self.work
-                            .wait_timeout_while(pool, retry, |_| !self.closed.load(Ordering::SeqCst))
+                            .wait_timeout_while(pool, retry, |_| {
+                                !self.closed.load(Ordering::SeqCst)
+                            })
                             .unwrap_or_else(|p| p.into_inner()),
                     );
                     retry = retry.saturating_mul(2).min(RETRY_MAX);
@@ -686,7 +690,8 @@ impl Policy for WasmPolicy {
     }
 
     fn topic_check(&self, request: &TopicRequest) -> Result<TopicVerdict, PolicyError> {
-        self.topic_check_lasting(request).map(|(verdict, _)| verdict)
+        self.topic_check_lasting(request)
+            .map(|(verdict, _)| verdict)
     }
 
     fn topic_check_lasting(

@@ -46,7 +46,10 @@ fn a_component_of_another_world_is_rejected() {
     let err = load_bytes(empty_component, "{}").err();
     assert!(matches!(err, Some(LoadError::WrongWorld { .. })), "{err:?}");
     let text = err.map(|e| e.to_string()).unwrap_or_default();
-    assert!(text.contains("mqtt:policy world (0.2.0 or 0.1.0)"), "{text}");
+    assert!(
+        text.contains("mqtt:policy world (0.2.0 or 0.1.0)"),
+        "{text}"
+    );
 }
 
 #[test]

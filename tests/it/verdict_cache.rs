@@ -58,7 +58,10 @@ fn a_reload_that_revokes_a_right_takes_effect_on_the_very_next_publish() -> anyh
     let second = session.publish("fixed/a", 1, false);
     assert!(second.allowed() && second.cached, "{second:?}");
     // The cached answer is the chain's answer: same decision, same reply.
-    assert_eq!((second.decision, second.reply), (first.decision, first.reply));
+    assert_eq!(
+        (second.decision, second.reply),
+        (first.decision, first.reply)
+    );
     assert!(host.verdict_cache_stats().hits >= 1);
 
     // Revoke `fixed/#` and reload: the next publish asks the new chain.
@@ -82,8 +85,15 @@ fn an_until_verdict_is_asked_again_after_its_instant() -> anyhow::Result<()> {
     // Topics granted by a token that expires in two seconds (the leeway
     // applies to the connect, not to the topics afterwards).
     let exp = now() + 2;
-    let session = connect(&host, "dev-2", &json!({"exp": exp, "topics": ["granted/#"]}))?;
-    assert_eq!(session.grant().attribute("exp"), Some(exp.to_string().as_str()));
+    let session = connect(
+        &host,
+        "dev-2",
+        &json!({"exp": exp, "topics": ["granted/#"]}),
+    )?;
+    assert_eq!(
+        session.grant().attribute("exp"),
+        Some(exp.to_string().as_str())
+    );
 
     let first = session.publish("granted/x", 0, false);
     assert!(first.allowed() && !first.cached, "{first:?}");
@@ -157,7 +167,8 @@ mode = "allow"
     let path = write_chain(dir.path(), &toml)?;
     let host = PolicyHost::builder(&path).build()?;
     let live = host.chain();
-    let request = mqtt_policy_tests::topic("c", mqtt_policy_host::Access::Publish, "elsewhere", &[]);
+    let request =
+        mqtt_policy_tests::topic("c", mqtt_policy_host::Access::Publish, "elsewhere", &[]);
     assert_eq!(live.topic_check_lasting(&request).1, VerdictLifetime::None);
     let mine = mqtt_policy_tests::topic("c", mqtt_policy_host::Access::Publish, "mine/x", &[]);
     assert_eq!(live.topic_check_lasting(&mine).1, VerdictLifetime::Session);
@@ -202,7 +213,10 @@ fn a_million_distinct_topics_stay_within_the_bound() -> anyhow::Result<()> {
 #[test]
 fn the_cache_can_be_turned_off() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
-    let path = write_chain(dir.path(), &chain("fixed/#", "[verdict_cache]\nenabled = false\n"))?;
+    let path = write_chain(
+        dir.path(),
+        &chain("fixed/#", "[verdict_cache]\nenabled = false\n"),
+    )?;
     let host = PolicyHost::builder(&path).build()?;
     let session = connect(&host, "dev-4", &json!({"exp": now() + 3600}))?;
     for _ in 0..3 {
@@ -266,13 +280,17 @@ fn every_signature_algorithm_verifies_through_the_host() -> anyhow::Result<()> {
     for (alg, kid, private) in cases {
         let kid = format!("{kid}-{alg}");
         let token = sign_jwt(alg, private, Some(&kid), &claims)?;
-        let request = ConnectRequest::new("c").username("JWT").password(token.as_str());
+        let request = ConnectRequest::new("c")
+            .username("JWT")
+            .password(token.as_str());
         let decision = host.connect_check(&request);
         assert!(decision.is_allowed(), "{alg}: {decision:?}");
         // The same claims signed by a key the policy does not know.
         if *alg == "ES256" {
             let forged = sign_jwt(alg, &other_ec.private_pem, Some(&kid), &claims)?;
-            let request = ConnectRequest::new("c").username("JWT").password(forged.as_str());
+            let request = ConnectRequest::new("c")
+                .username("JWT")
+                .password(forged.as_str());
             assert!(!host.connect_check(&request).is_allowed(), "{alg} forged");
         }
         // A changed signature character never verifies.
@@ -280,7 +298,9 @@ fn every_signature_algorithm_verifies_through_the_host() -> anyhow::Result<()> {
         let at = bytes.len() - 10;
         bytes[at] = if bytes[at] == b'A' { b'B' } else { b'A' };
         let tampered = String::from_utf8(bytes)?;
-        let request = ConnectRequest::new("c").username("JWT").password(tampered.as_str());
+        let request = ConnectRequest::new("c")
+            .username("JWT")
+            .password(tampered.as_str());
         assert!(!host.connect_check(&request).is_allowed(), "{alg} tampered");
     }
     Ok(())

@@ -258,6 +258,24 @@ impl Metrics {
             load(&self.reload_ok),
             load(&self.reload_failed)
         );
+        let cache = host.verdict_cache_stats();
+        let _ = writeln!(
+            out,
+            "# HELP mqtt_policy_verdict_cache_lookups_total Topic checks answered from a session's verdict cache (hit) or by the chain (miss).\n\
+             # TYPE mqtt_policy_verdict_cache_lookups_total counter\n\
+             mqtt_policy_verdict_cache_lookups_total{{result=\"hit\"}} {}\n\
+             mqtt_policy_verdict_cache_lookups_total{{result=\"miss\"}} {}\n\
+             # HELP mqtt_policy_verdict_cache_evictions_total Cached decisions dropped for room, at their instant or by a reload.\n\
+             # TYPE mqtt_policy_verdict_cache_evictions_total counter\n\
+             mqtt_policy_verdict_cache_evictions_total {}\n\
+             # HELP mqtt_policy_verdict_cache_entries Decisions kept by all sessions.\n\
+             # TYPE mqtt_policy_verdict_cache_entries gauge\n\
+             mqtt_policy_verdict_cache_entries {}\n\
+             # HELP mqtt_policy_verdict_cache_bytes Bytes charged for them (see [verdict_cache] max_total_bytes).\n\
+             # TYPE mqtt_policy_verdict_cache_bytes gauge\n\
+             mqtt_policy_verdict_cache_bytes {}",
+            cache.hits, cache.misses, cache.evictions, cache.entries, cache.bytes
+        );
         out
     }
 }

@@ -117,10 +117,16 @@ macro_rules! result_conversions {
         fn deny(d: wit::Deny) -> verdict::Deny {
             let reason = match d.reason {
                 wit::DenyReason::NotAuthorized => verdict::DenyReason::NotAuthorized,
-                wit::DenyReason::BadUsernameOrPassword => verdict::DenyReason::BadUsernameOrPassword,
+                wit::DenyReason::BadUsernameOrPassword => {
+                    verdict::DenyReason::BadUsernameOrPassword
+                }
                 wit::DenyReason::Banned => verdict::DenyReason::Banned,
-                wit::DenyReason::BadAuthenticationMethod => verdict::DenyReason::BadAuthenticationMethod,
-                wit::DenyReason::ClientIdentifierNotValid => verdict::DenyReason::ClientIdentifierNotValid,
+                wit::DenyReason::BadAuthenticationMethod => {
+                    verdict::DenyReason::BadAuthenticationMethod
+                }
+                wit::DenyReason::ClientIdentifierNotValid => {
+                    verdict::DenyReason::ClientIdentifierNotValid
+                }
                 wit::DenyReason::ServerUnavailable => verdict::DenyReason::ServerUnavailable,
             };
             verdict::Deny {

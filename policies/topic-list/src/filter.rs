@@ -219,12 +219,35 @@ mod tests {
             "x/{client_id}",
         ];
         let names = [
-            "a", "a/b", "a/b/c", "a/x/c", "a/b/c/d", "devices/c1/t", "devices/c1/t/x",
-            "devices/c1", "dev-c1/t", "u1", "u/u1-north/x", "$SYS/up", "x/c1", "x/c2", "b",
+            "a",
+            "a/b",
+            "a/b/c",
+            "a/x/c",
+            "a/b/c/d",
+            "devices/c1/t",
+            "devices/c1/t/x",
+            "devices/c1",
+            "dev-c1/t",
+            "u1",
+            "u/u1-north/x",
+            "$SYS/up",
+            "x/c1",
+            "x/c2",
+            "b",
         ];
         let subscriptions = [
-            "#", "a/#", "a/+/c", "a/b", "+/b", "devices/c1/#", "devices/+/t", "$SYS/#",
-            "u/u1-north/+", "x/+", "x/c1", "+",
+            "#",
+            "a/#",
+            "a/+/c",
+            "a/b",
+            "+/b",
+            "devices/c1/#",
+            "devices/+/t",
+            "$SYS/#",
+            "u/u1-north/+",
+            "x/+",
+            "x/c1",
+            "+",
         ];
         for client in ["c1", "$c", "a/b", "+"] {
             for filter in filters {

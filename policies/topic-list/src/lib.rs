@@ -254,7 +254,8 @@ fn glob(pattern: &str, text: &str) -> bool {
             },
         }
     }
-    p.get(pi..).is_some_and(|rest| rest.iter().all(|c| *c == b'*'))
+    p.get(pi..)
+        .is_some_and(|rest| rest.iter().all(|c| *c == b'*'))
 }
 
 /// May a client-chosen or session value be substituted into a filter? It may
@@ -399,7 +400,8 @@ impl Policy for TopicList {
             Access::Subscribe | Access::Unsubscribe => topic::validate_filter(&req.topic),
         };
         if let Err(e) = valid {
-            return deny_topic(DenyReason::NotAuthorized, format!("invalid topic: {e}")).for_session();
+            return deny_topic(DenyReason::NotAuthorized, format!("invalid topic: {e}"))
+                .for_session();
         }
         // An explicit deny in the acl_file wins over every grant; see the module docs.
         match self.acl.as_ref().map(|acl| acl.check(req)) {
@@ -459,7 +461,11 @@ enum Expiry {
 
 impl TopicList {
     fn session_expiry(&self, req: &TopicRequest) -> Expiry {
-        let Some(value) = self.session_expiry.as_deref().and_then(|k| req.attribute(k)) else {
+        let Some(value) = self
+            .session_expiry
+            .as_deref()
+            .and_then(|k| req.attribute(k))
+        else {
             return Expiry::Never;
         };
         match value.trim().parse::<u64>() {
@@ -688,22 +694,37 @@ mod tests {
     fn answers_hold_for_the_session_and_session_topics_until_their_expiry() -> Result<(), String> {
         let p = TopicList::new(CONFIG)?;
         // Rules, acl and denials depend on nothing but the session.
-        let rule = p.topic_check(&req("sensor-1", None, Access::Publish, "sensors/sensor-1/t", &[]));
+        let rule = p.topic_check(&req(
+            "sensor-1",
+            None,
+            Access::Publish,
+            "sensors/sensor-1/t",
+            &[],
+        ));
         assert_eq!((rule.is_allow(), rule.lifetime), (true, Lifetime::Session));
         let denied = p.topic_check(&req("sensor-1", None, Access::Publish, "elsewhere", &[]));
-        assert_eq!((denied.is_allow(), denied.lifetime), (false, Lifetime::Session));
+        assert_eq!(
+            (denied.is_allow(), denied.lifetime),
+            (false, Lifetime::Session)
+        );
         // Session topics with an expiry hold until it, then grant nothing.
         let p = TopicList::new("{}")?;
         let later = mqtt_policy_sdk::log::now_unix_secs() + 60;
         let exp = later.to_string();
         let attrs = [("topics", r#"["t/#"]"#), ("exp", exp.as_str())];
         let live = p.topic_check(&req("c", None, Access::Publish, "t/1", &attrs));
-        assert_eq!((live.is_allow(), live.lifetime), (true, Lifetime::Until(later * 1000)));
+        assert_eq!(
+            (live.is_allow(), live.lifetime),
+            (true, Lifetime::Until(later * 1000))
+        );
         let attrs = [("topics", r#"["t/#"]"#), ("exp", "1000")];
         let expired = p.topic_check(&req("c", None, Access::Publish, "t/1", &attrs));
         assert!(!expired.is_allow());
         let attrs = [("topics", r#"["t/#"]"#), ("exp", "soon")];
-        assert!(!p.topic_check(&req("c", None, Access::Publish, "t/1", &attrs)).is_allow());
+        assert!(
+            !p.topic_check(&req("c", None, Access::Publish, "t/1", &attrs))
+                .is_allow()
+        );
         // Without an expiry they hold for the session.
         let attrs = [("topics", r#"["t/#"]"#)];
         let kept = p.topic_check(&req("c", None, Access::Publish, "t/1", &attrs));
@@ -761,12 +782,14 @@ mod tests {
     fn invalid_topics_are_denied_and_defer_is_configurable() -> Result<(), String> {
         let p = TopicList::new(CONFIG)?;
         assert!(matches!(
-            p.topic_check(&req("x", Some("admin"), Access::Publish, "a/+", &[])).verdict,
+            p.topic_check(&req("x", Some("admin"), Access::Publish, "a/+", &[]))
+                .verdict,
             TopicVerdict::Deny(_)
         ));
         let p = TopicList::new(r#"{"otherwise": "defer"}"#)?;
         assert_eq!(
-            p.topic_check(&req("x", None, Access::Publish, "a", &[])).verdict,
+            p.topic_check(&req("x", None, Access::Publish, "a", &[]))
+                .verdict,
             TopicVerdict::Defer
         );
         Ok(())
@@ -1220,7 +1243,8 @@ pattern deny users/%u/private/#
         )?;
         assert!(allowed(&p, &req("c", None, Access::Publish, "b/x", &[])));
         assert_eq!(
-            p.topic_check(&req("c", None, Access::Publish, "c/x", &[])).verdict,
+            p.topic_check(&req("c", None, Access::Publish, "c/x", &[]))
+                .verdict,
             TopicVerdict::Defer
         );
         Ok(())

@@ -4,8 +4,9 @@
 //! loading it beside `0.2.0` policies, and never cache its topic verdicts
 //! (`0.1.0` cannot say how long they hold).
 
-// The generated export glue is `unsafe` (the SDK wraps it for its users).
-#![allow(unsafe_code)]
+// The generated export glue is `unsafe` and has many arguments (the SDK
+// wraps it for its users).
+#![allow(unsafe_code, clippy::too_many_arguments)]
 
 wit_bindgen::generate!({
     world: "policy",
