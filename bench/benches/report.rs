@@ -156,11 +156,27 @@ fn main() -> anyhow::Result<()> {
         drop(black_box(f.jwt_native.connect_check(black_box(&native_es))))
     });
     row(
-        &format!("connect-check: JWT ES256 ({m} samples)"),
+        &format!("connect-check: JWT ES256, `verify-signature` host import ({m} samples)"),
         &w,
         Some(&nat),
     );
+    // The same policy verifying in the guest (built by bench/run.sh with
+    // the SDK's `guest-crypto` feature), for what the import saves.
+    let in_guest = std::env::var("BENCH_JWT_IN_GUEST").ok();
+    if let Some(path) = &in_guest {
+        let chain = mqtt_policy_bench::wasm_chain(&engine, "jwt", path, &f.jwt_config)?;
+        anyhow::ensure!(chain.connect_check(&f.connect_es256).is_allowed());
+        let w = latency(m, || {
+            drop(black_box(chain.connect_check(black_box(&f.connect_es256))))
+        });
+        row(
+            &format!("connect-check: JWT ES256, verified in the guest ({m} samples)"),
+            &w,
+            Some(&nat),
+        );
+    }
 
+    sessions(&f)?;
     passwords(&engine)?;
 
     println!("\n### Throughput: topic-check publish, one shared chain\n");
@@ -302,8 +318,98 @@ fn main() -> anyhow::Result<()> {
     let jwt_policy = (rss_kib().saturating_sub(before)).max(1);
     jwt.prewarm(101)?;
     let jwt_instance = (rss_kib().saturating_sub(before + jwt_policy)) / 100;
-    println!("| loaded jwt policy (1.5 MB module) | {jwt_policy} KiB |");
+    let size = |p: &str| std::fs::metadata(p).map_or(0, |m| m.len());
+    println!(
+        "| loaded jwt policy ({} byte module, host-verified signatures) | {jwt_policy} KiB |",
+        size(guests::JWT)
+    );
     println!("| extra warm instance of jwt | {jwt_instance} KiB |");
+    if let Some(path) = &in_guest {
+        let before = rss_kib();
+        let jwt = WasmPolicy::from_file(
+            &engine,
+            "jg",
+            path.as_ref(),
+            r#"{"keys":[{"alg":"HS256","secret":"x"}]}"#,
+            Limits::default(),
+        )?;
+        let policy = (rss_kib().saturating_sub(before)).max(1);
+        jwt.prewarm(101)?;
+        let instance = (rss_kib().saturating_sub(before + policy)) / 100;
+        println!(
+            "| loaded jwt policy verifying in the guest ({} byte module) | {policy} KiB |",
+            size(path)
+        );
+        println!("| extra warm instance of it | {instance} KiB |");
+    }
+    Ok(())
+}
+
+/// Topic checks through a session: answered from the verdict cache, and
+/// the same with the cache off; one session per thread on 1 and 2 threads.
+fn sessions(f: &mqtt_policy_bench::Fixture) -> anyhow::Result<()> {
+    use mqtt_policy_host::{
+        Chain, ConnectRequest, DefaultVerdict, VerdictCacheConfig, WasmPolicy as W,
+    };
+    let n = 1_000_000;
+    let host = |cache: VerdictCacheConfig| -> anyhow::Result<PolicyHost> {
+        let policy = W::from_file(
+            &f.engine,
+            "topics",
+            guests::TOPIC_LIST.as_ref(),
+            mqtt_policy_bench::TOPIC_CONFIG,
+            Limits::default(),
+        )?;
+        policy.prewarm(2)?;
+        // topic-list has no connect check: the default lets the bench in.
+        let chain = Chain::builder()
+            .policy("topics", Arc::new(policy))
+            .default_verdict(DefaultVerdict::Allow)
+            .decision_log_every(0)
+            .verdict_cache(cache)
+            .build()?;
+        Ok(PolicyHost::from_chain(chain))
+    };
+    let topic = f.publish.topic.clone();
+    println!("\n### Sessions: topic checks with and without the verdict cache ({n} per thread)\n");
+    println!("| path | median | p99 | 1 thread checks/s | 2 threads checks/s |");
+    println!("|---|---|---|---|---|");
+    for (what, cache) in [
+        ("`Session::publish`, answered from the session's cache", VerdictCacheConfig::default()),
+        ("`Session::publish`, cache off (asks the chain)", VerdictCacheConfig::disabled()),
+    ] {
+        let host = host(cache)?;
+        let connect = || {
+            host.connect(ConnectRequest::new("sensor-17"))
+                .map_err(|r| anyhow::anyhow!("refused: {:?}", r.decision))
+        };
+        let session = connect()?;
+        anyhow::ensure!(session.publish(&topic, 1, false).allowed());
+        let l = latency(n / 5, || drop(black_box(session.publish(black_box(&topic), 1, false))));
+        let mut rates = Vec::new();
+        for threads in [1usize, 2] {
+            let sessions: Vec<_> = (0..threads).map(|_| connect()).collect::<Result<_, _>>()?;
+            let started = Instant::now();
+            std::thread::scope(|s| {
+                for session in &sessions {
+                    let topic = &topic;
+                    s.spawn(move || {
+                        for _ in 0..n {
+                            black_box(session.publish(black_box(topic), 1, false));
+                        }
+                    });
+                }
+            });
+            rates.push((threads * n) as f64 / started.elapsed().as_secs_f64());
+        }
+        println!(
+            "| {what} | {} | {} | {:.0} | {:.0} |",
+            us(l.median),
+            us(l.p99),
+            rates[0],
+            rates[1]
+        );
+    }
     Ok(())
 }
 

@@ -6,7 +6,9 @@
 #      default allow: same code path, no policy runs),
 #   3. Debian's mosquitto 2.0 with password_file + acl_file on the same rules,
 #   4. the same mosquitto with our plugin (adapters/mosquitto) and the sample
-#      chain instead of those files.
+#      chain instead of those files,
+#   5. mqtt-policy broker with the sample chain and the sessions' verdict
+#      cache off (every check asks the chain), for the fan-out comparison.
 # Usage: bash bench/load/run.sh [seconds per measurement]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -42,6 +44,7 @@ sed -e "s#\.\./target/wasm/wasm32-wasip2/release#$wasm#" \
     -e "/^  \"011B9D/d" \
     examples/policies.toml > "$out/chain.toml"
 printf 'default = "allow"\n' > "$out/none.toml"
+{ cat "$out/chain.toml"; printf '\n[verdict_cache]\nenabled = false\n'; } > "$out/chain-nocache.toml"
 token=$(python3 - <<'PY'
 import base64, hashlib, hmac, json, time
 def b64(b): return base64.urlsafe_b64encode(b).rstrip(b"=").decode()
@@ -79,6 +82,7 @@ CONF
 }
 broker_conf "$PWD/$out/chain.toml" 21883 > "$out/chain-broker.toml"
 broker_conf "$PWD/$out/none.toml" 22883 > "$out/none-broker.toml"
+broker_conf "$PWD/$out/chain-nocache.toml" 25883 > "$out/nocache-broker.toml"
 
 # Mosquitto with equivalent rules: the same users ($7$ PBKDF2 for legacy,
 # Mosquitto cannot read argon2id so demo is re-hashed), the same acl_file,
@@ -134,6 +138,7 @@ cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; }
 trap cleanup EXIT
 "$cli" broker --config "$out/chain-broker.toml" & pids+=($!)
 "$cli" broker --config "$out/none-broker.toml" & pids+=($!)
+"$cli" broker --config "$out/nocache-broker.toml" & pids+=($!)
 mosquitto -c "$out/mosquitto.conf" 2>"$out/mosquitto.log" & pids+=($!)
 mosquitto -c "$out/mosquitto-plugin.conf" >"$out/mosquitto-plugin.log" 2>&1 & pids+=($!)
 sleep 3
@@ -176,6 +181,15 @@ for target in chain:21883 none:22883 mosquitto:23883 mosquitto-plugin:24883; do
     measure "$name" connect --port 23884 --concurrency 8 --cafile "$out/ca.pem" \
       --cert "$out/device-1.pem" --key "$out/device-1.key"
   fi
+done
+
+# Fan-out: 32 subscribers on each message, so every publish is followed by
+# 32 receive checks, mostly repeats the sessions' caches answer. With and
+# without the cache, against no authorization and mosquitto + plugin.
+for target in chain:21883 chain-nocache:25883 none:22883 mosquitto:23883 mosquitto-plugin:24883; do
+  name=${target%%:*}; port=${target##*:}
+  measure "$name-fanout" throughput --port "$port" --qos 0 --publishers 2 --subscribers 32 \
+    --username demo --password demo-password --prefix demo/bench
 done
 
 # Memory over 100,000 connect/disconnect cycles (password user, 8 at a time)

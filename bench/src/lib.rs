@@ -28,6 +28,8 @@ pub struct Fixture {
     pub topic_native: topic_list::TopicList,
     pub cert_native: thumbprint::Thumbprint,
     pub jwt_native: jwt::Jwt,
+    /// The jwt policy's config (an HS256 secret and an ES256 key).
+    pub jwt_config: String,
     /// The client's chain (leaf + CA) as DER, about 1 KB.
     pub chain_der: Vec<Vec<u8>>,
     pub connect_cert: host::ConnectRequest,
@@ -37,7 +39,8 @@ pub struct Fixture {
     pub subscribe: host::TopicRequest,
 }
 
-fn wasm_chain(
+/// A chain of one policy (component at `module`) with `config`.
+pub fn wasm_chain(
     engine: &host::PolicyEngine,
     name: &str,
     module: &str,
@@ -97,6 +100,7 @@ impl Fixture {
             topic_native: topic_list::TopicList::new(TOPIC_CONFIG).map_err(anyhow::Error::msg)?,
             cert_native: thumbprint::Thumbprint::new(&cert_config).map_err(anyhow::Error::msg)?,
             jwt_native: jwt::Jwt::new(&jwt_config).map_err(anyhow::Error::msg)?,
+            jwt_config,
             connect_hs256: mqtt_policy_tests::connect_jwt("sensor-17", &hs, 5),
             connect_es256: mqtt_policy_tests::connect_jwt("sensor-17", &es, 5),
             chain_der,
