@@ -19,7 +19,7 @@ use crate::reload::PolicyHost;
 use crate::request::{Access, ConnectRequest, ProtocolVersion, TopicRequest};
 use crate::verdict::{Deny, DenyReason, Grant};
 use crate::verdict_cache::SessionCache;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 /// A refused CONNECT: the decision and the CONNACK code to send before
 /// closing the connection.
@@ -34,7 +34,9 @@ pub struct Refused {
 /// generation, trace) and what goes on the wire.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TopicAnswer {
-    pub decision: TopicDecision,
+    /// Shared with the session's verdict cache when it is kept there: a
+    /// cached answer costs a reference count, not a copy of the trace.
+    pub decision: Arc<TopicDecision>,
     /// The acknowledgement for this client's version and packet; see
     /// [`Reply`] for what the adapter must do with each.
     pub reply: Reply,
@@ -102,15 +104,15 @@ impl PolicyHost {
         };
         if let Some(will) = &request.will {
             let answer = session.check(Access::Publish, &will.topic, will.qos, will.retain);
-            if let Outcome::Deny(d) = answer.decision.outcome {
+            if let Outcome::Deny(d) = &answer.decision.outcome {
                 let mut trace = session.connect.trace.clone();
-                trace.extend(answer.decision.trace);
+                trace.extend(answer.decision.trace.iter().cloned());
                 let decision = Decision {
                     outcome: Outcome::Deny(Deny::new(
                         DenyReason::NotAuthorized,
                         format!("will topic not allowed: {}", d.message),
                     )),
-                    decided_by: answer.decision.decided_by,
+                    decided_by: answer.decision.decided_by.clone(),
                     generation: answer.decision.generation,
                     trace,
                 };
@@ -276,6 +278,7 @@ impl Session {
             roles: self.grant.roles.clone(),
         };
         let (decision, lifetime) = chain.topic_check_lasting(&request);
+        let decision = Arc::new(decision);
         if config.enabled && lifetime.is_cacheable() {
             self.lock_cache().put(
                 config,

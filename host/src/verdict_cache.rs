@@ -142,17 +142,19 @@ struct Variant {
 
 struct Kept {
     variant: Variant,
-    decision: TopicDecision,
+    decision: Arc<TopicDecision>,
     /// Milliseconds since the Unix epoch; `None` for the session.
     until: Option<u64>,
 }
 
 /// One session's cache. Keyed by topic (looked up without allocating), with
-/// the few access/QoS/retain variants of a topic beside each other.
+/// the few access/QoS/retain variants of a topic beside each other. Hashed
+/// with foldhash, seeded per map: topics are short, and a client crafting
+/// collisions could only slow its own map of at most a few hundred entries.
 pub(crate) struct SessionCache {
     totals: Arc<CacheTotals>,
     generation: u64,
-    topics: HashMap<Box<str>, Vec<Kept>>,
+    topics: HashMap<Box<str>, Vec<Kept>, foldhash::fast::RandomState>,
     entries: usize,
     bytes: usize,
 }
@@ -172,7 +174,7 @@ impl SessionCache {
         Self {
             totals,
             generation: 0,
-            topics: HashMap::new(),
+            topics: HashMap::default(),
             entries: 0,
             bytes: 0,
         }
@@ -186,7 +188,7 @@ impl SessionCache {
                     .evictions
                     .fetch_add(self.entries as u64, Ordering::Relaxed);
                 self.totals.release(self.entries, self.bytes);
-                self.topics = HashMap::new();
+                self.topics = HashMap::default();
                 self.entries = 0;
                 self.bytes = 0;
             }
@@ -204,7 +206,7 @@ impl SessionCache {
         qos: u8,
         retain: bool,
         now_ms: impl FnOnce() -> u64,
-    ) -> Option<TopicDecision> {
+    ) -> Option<Arc<TopicDecision>> {
         self.follow(generation);
         let variant = Variant {
             access,
@@ -269,7 +271,7 @@ impl SessionCache {
         topic: &str,
         qos: u8,
         retain: bool,
-        decision: &TopicDecision,
+        decision: &Arc<TopicDecision>,
         lifetime: VerdictLifetime,
     ) {
         let until = match lifetime {
@@ -340,13 +342,13 @@ mod tests {
     use super::*;
     use crate::decision::{Decision, Outcome};
 
-    fn decision(generation: u64) -> TopicDecision {
-        Decision {
+    fn decision(generation: u64) -> Arc<TopicDecision> {
+        Arc::new(Decision {
             outcome: Outcome::Allow(()),
             decided_by: crate::decision::DecidedBy::Default,
             generation,
             trace: Vec::new(),
-        }
+        })
     }
 
     #[test]

@@ -399,7 +399,7 @@ type Names = fn(&ConnectDecision) -> bool;
 /// the memory cap: the misbehave mode, and how the decision must name the
 /// cause. Each used to panic the check on a tokio worker, reach WASI, or cost
 /// the host tens to hundreds of milliseconds of CPU and up to 128 MiB.
-const IMPORT_ATTACKS: [(&str, Names); 12] = [
+const IMPORT_ATTACKS: [(&str, Names); 14] = [
     ("udp-bind", |d| forbidden(d, "wasi:sockets/", "no network")),
     ("tcp-connect", |d| {
         forbidden(d, "wasi:sockets/", "no network")
@@ -428,6 +428,15 @@ const IMPORT_ATTACKS: [(&str, Names); 12] = [
     }),
     ("log-alias", |d| {
         failed(d) == Some(&PolicyError::TooMuchData(1 << 20))
+    }),
+    ("signatures", |d| {
+        failed(d) == Some(&PolicyError::TooManySignatures(16))
+    }),
+    // Refused by the host with a reason the policy reports: not a failure.
+    ("big-signature", |d| {
+        d.deny().is_some_and(|deny| {
+            deny.message == "refused: message of 524288 bytes is over the limit of 65536"
+        }) && failed(d).is_none()
     }),
     ("big-grant", |d| {
         failed(d) == Some(&PolicyError::TooMuchData(1 << 20))

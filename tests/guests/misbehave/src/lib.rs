@@ -12,7 +12,9 @@
 //! `file-read` (`/etc/passwd`), `env` (deny, reporting what the environment
 //! holds), `random` (64 MiB of random bytes in one call), `log-alias` (one log
 //! call with 100,000 fields all pointing at one 1 MiB string), `big-grant`
-//! (a grant of 2 MiB), `pollables` (100,000 pollables kept alive), `exit`
+//! (a grant of 2 MiB), `pollables` (100,000 pollables kept alive),
+//! `signatures` (1,000 `verify-signature` calls in one check),
+//! `big-signature` (a 512 KiB message to verify), `exit`
 //! (`std::process::exit(3)`), `log-forge` (log text that imitates host log
 //! lines), and `wasi` (allow, after using everything the sandbox offers:
 //! clocks, a hash map's seed, a few random bytes).
@@ -137,6 +139,32 @@ impl Misbehave {
                 Act::Allow(grant)
             }
             "pollables" => Act::Deny(format!("{} pollables", raw::leak_pollables(100_000))),
+            "signatures" => {
+                // Past the per-check bound the host traps the check.
+                use mqtt_policy_sdk::bindings::mqtt::policy::host::{
+                    PublicKey, SignatureAlgorithm, verify_signature,
+                };
+                let key = PublicKey::EcPoint([4u8; 65].to_vec());
+                let n = (0..1000)
+                    .filter(|_| {
+                        verify_signature(SignatureAlgorithm::Es256, &key, b"m", &[0; 64])
+                            .unwrap_or(false)
+                    })
+                    .count();
+                Act::Deny(format!("{n} signatures verified"))
+            }
+            "big-signature" => {
+                // Over the size bounds: refused with a reason, not a trap.
+                use mqtt_policy_sdk::bindings::mqtt::policy::host::{
+                    PublicKey, SignatureAlgorithm, verify_signature,
+                };
+                let key = PublicKey::EcPoint([4u8; 65].to_vec());
+                let message = vec![b'm'; 512 << 10];
+                match verify_signature(SignatureAlgorithm::Es256, &key, &message, &[0; 64]) {
+                    Ok(valid) => Act::Deny(format!("verified: {valid}")),
+                    Err(reason) => Act::Deny(format!("refused: {reason}")),
+                }
+            }
             "exit" => std::process::exit(3),
             "log-forge" => {
                 log::info(
