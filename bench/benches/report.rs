@@ -381,8 +381,14 @@ fn sessions(f: &mqtt_policy_bench::Fixture) -> anyhow::Result<()> {
     println!("| path | median | p99 | 1 thread checks/s | 2 threads checks/s |");
     println!("|---|---|---|---|---|");
     for (what, cache) in [
-        ("`Session::publish`, answered from the session's cache", VerdictCacheConfig::default()),
-        ("`Session::publish`, cache off (asks the chain)", VerdictCacheConfig::disabled()),
+        (
+            "`Session::publish`, answered from the session's cache",
+            VerdictCacheConfig::default(),
+        ),
+        (
+            "`Session::publish`, cache off (asks the chain)",
+            VerdictCacheConfig::disabled(),
+        ),
     ] {
         let host = host(cache)?;
         let connect = || {
@@ -391,7 +397,9 @@ fn sessions(f: &mqtt_policy_bench::Fixture) -> anyhow::Result<()> {
         };
         let session = connect()?;
         anyhow::ensure!(session.publish(&topic, 1, false).allowed());
-        let l = latency(n / 5, || drop(black_box(session.publish(black_box(&topic), 1, false))));
+        let l = latency(n / 5, || {
+            drop(black_box(session.publish(black_box(&topic), 1, false)))
+        });
         let mut rates = Vec::new();
         for threads in [1usize, 2] {
             let sessions: Vec<_> = (0..threads).map(|_| connect()).collect::<Result<_, _>>()?;

@@ -180,42 +180,14 @@ fn strip_zeros(mut bytes: &[u8]) -> &[u8] {
     bytes
 }
 
-/// One DER element: (tag, content, rest). Definite lengths only.
-fn der_element(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
-    let (&tag, rest) = input.split_first()?;
-    let (&first, rest) = rest.split_first()?;
-    let (len, rest) = if first < 0x80 {
-        (usize::from(first), rest)
-    } else {
-        let count = usize::from(first & 0x7f);
-        if count == 0 || count > 4 || rest.len() < count {
-            return None;
-        }
-        let (len_bytes, rest) = rest.split_at(count);
-        let len = len_bytes
-            .iter()
-            .fold(0usize, |acc, &b| (acc << 8) | usize::from(b));
-        (len, rest)
-    };
-    if rest.len() < len {
-        return None;
-    }
-    let (content, rest) = rest.split_at(len);
-    Some((tag, content, rest))
-}
-
-/// `RSAPublicKey ::= SEQUENCE { modulus INTEGER, publicExponent INTEGER }`.
+/// `RSAPublicKey ::= SEQUENCE { modulus INTEGER, publicExponent INTEGER }`,
+/// read with x509-parser (the whole input, nothing after it).
 fn pkcs1_components(der: &[u8]) -> Option<(&[u8], &[u8])> {
-    let (0x30, body, []) = der_element(der)? else {
-        return None;
-    };
-    let (0x02, n, rest) = der_element(body)? else {
-        return None;
-    };
-    let (0x02, e, []) = der_element(rest)? else {
-        return None;
-    };
-    Some((n, e))
+    use x509_parser::prelude::FromDer as _;
+    match x509_parser::public_key::RSAPublicKey::from_der(der) {
+        Ok(([], key)) => Some((key.modulus, key.exponent)),
+        _ => None,
+    }
 }
 
 #[cfg(test)]

@@ -206,7 +206,10 @@ fn a_million_distinct_topics_keep_the_cache_within_bounds() {
     assert_eq!(c.publish1("feed/last"), 0);
     let stats = host.verdict_cache_stats();
     // The defaults: 256 entries or 64 KiB per session.
-    assert!(stats.entries <= 256 && stats.bytes <= 64 * 1024, "{stats:?}");
+    assert!(
+        stats.entries <= 256 && stats.bytes <= 64 * 1024,
+        "{stats:?}"
+    );
     assert!(stats.evictions >= 999_000, "{stats:?}");
     drop(c);
     assert!(

@@ -160,9 +160,21 @@ async fn throughput(
         );
         tasks.push(tokio::spawn(async move {
             let mut local = Vec::new();
+            let mut subscribed = false;
             while !stop.load(Ordering::Relaxed) {
-                match tokio::time::timeout(Duration::from_millis(200), ev.poll()).await {
+                // Until the SUBACK, poll without a timeout: cancelling a
+                // poll cancels the connect in flight, and a broker slower
+                // than the timeout to answer (many CONNECTs at once, each a
+                // password hash) would see the client reconnect for ever.
+                // The main task's SUBACK wait bounds this.
+                let polled = if subscribed {
+                    tokio::time::timeout(Duration::from_millis(200), ev.poll()).await
+                } else {
+                    Ok(ev.poll().await)
+                };
+                match polled {
                     Ok(Ok(Event::Incoming(Packet::SubAck(_)))) => {
+                        subscribed = true;
                         let _ = ready.send(()).await;
                     }
                     Ok(Ok(Event::Incoming(Packet::Publish(p)))) => {

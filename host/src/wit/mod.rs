@@ -109,11 +109,21 @@ impl PolicyInstance {
     }
 }
 
-/// The conversions of results and log levels every version shares, written
-/// once: expanded inside each version's module, where `wit` names that
-/// version's generated types (the same shape in every version so far).
-macro_rules! result_conversions {
+/// The conversions every version shares (results, log levels, the access
+/// kind), written once: expanded inside each version's module, where `wit`
+/// names that version's generated types (the same shape in every version so
+/// far). Requests are converted per version: `0.2.0` lowers them borrowed.
+macro_rules! shared_conversions {
     () => {
+        fn access(a: host::Access) -> wit::Access {
+            match a {
+                host::Access::Publish => wit::Access::Publish,
+                host::Access::Subscribe => wit::Access::Subscribe,
+                host::Access::Receive => wit::Access::Receive,
+                host::Access::Unsubscribe => wit::Access::Unsubscribe,
+            }
+        }
+
         fn deny(d: wit::Deny) -> verdict::Deny {
             let reason = match d.reason {
                 wit::DenyReason::NotAuthorized => verdict::DenyReason::NotAuthorized,
@@ -176,4 +186,4 @@ macro_rules! result_conversions {
         }
     };
 }
-pub(crate) use result_conversions;
+pub(crate) use shared_conversions;

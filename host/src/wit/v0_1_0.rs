@@ -40,15 +40,6 @@ impl mqtt::policy::host::Host for StoreState {
     }
 }
 
-fn access(a: host::Access) -> wit::Access {
-    match a {
-        host::Access::Publish => wit::Access::Publish,
-        host::Access::Subscribe => wit::Access::Subscribe,
-        host::Access::Receive => wit::Access::Receive,
-        host::Access::Unsubscribe => wit::Access::Unsubscribe,
-    }
-}
-
 fn attributes(list: &[host::Attribute]) -> Vec<wit::Attribute> {
     list.iter()
         .map(|a| wit::Attribute {
@@ -109,7 +100,7 @@ fn topic_request(r: &host::TopicRequest) -> wit::TopicRequest {
     }
 }
 
-super::result_conversions!();
+super::shared_conversions!();
 
 pub(crate) fn connect_check(
     policy: &Policy,

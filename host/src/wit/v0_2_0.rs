@@ -75,15 +75,6 @@ impl mqtt::policy::host::Host for StoreState {
     }
 }
 
-fn access(a: host::Access) -> wit::Access {
-    match a {
-        host::Access::Publish => wit::Access::Publish,
-        host::Access::Subscribe => wit::Access::Subscribe,
-        host::Access::Receive => wit::Access::Receive,
-        host::Access::Unsubscribe => wit::Access::Unsubscribe,
-    }
-}
-
 fn certificate<'a>(c: &'a crate::cert::Certificate, sans: &'a [&'a str]) -> wit::Certificate<'a> {
     wit::Certificate {
         der: &c.der,
@@ -99,7 +90,7 @@ fn certificate<'a>(c: &'a crate::cert::Certificate, sans: &'a [&'a str]) -> wit:
     }
 }
 
-super::result_conversions!();
+super::shared_conversions!();
 
 pub(crate) fn connect_check(
     policy: &Policy,
