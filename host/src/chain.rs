@@ -36,8 +36,11 @@ use crate::verdict_cache::VerdictCacheConfig;
 const FAILURE_WARNINGS_PER_SECOND: u64 = 2;
 
 struct Entry {
-    /// Shared with every trace step and decision that names the policy.
     name: Arc<str>,
+    /// The name once per thread stripe, for the trace steps and decisions
+    /// that carry it: every check clones one, and a reference count shared
+    /// by all threads would be passed between cores on each clone.
+    names: Striped<Arc<str>>,
     policy: Arc<dyn Policy>,
     on_error: FailureMode,
     stats: PolicyStats,
@@ -240,8 +243,10 @@ impl ChainBuilder {
         policy: Arc<dyn Policy>,
         on_error: FailureMode,
     ) -> Self {
+        let name: Arc<str> = Arc::from(name.into());
         self.entries.push(Entry {
-            name: Arc::from(name.into()),
+            names: Striped::from_fn(|| Arc::from(&*name)),
+            name,
             policy,
             on_error,
             stats: PolicyStats::default(),
@@ -490,7 +495,7 @@ impl Chain {
                     };
                     entry.stats.record(tally, spent);
                     trace.push(Step {
-                        policy: entry.name.clone(),
+                        policy: entry.names.local().clone(),
                         result,
                     });
                     step
@@ -514,7 +519,7 @@ impl Chain {
                         );
                     }
                     trace.push(Step {
-                        policy: entry.name.clone(),
+                        policy: entry.names.local().clone(),
                         result: StepResult::Failed(error),
                     });
                     match entry.on_error {
@@ -535,7 +540,7 @@ impl Chain {
             if let Step2::Decide(outcome) = step {
                 let decision = Decision {
                     outcome,
-                    decided_by: DecidedBy::Policy(entry.name.clone()),
+                    decided_by: DecidedBy::Policy(entry.names.local().clone()),
                     generation: self.generation,
                     trace,
                 };
