@@ -293,7 +293,8 @@ impl ChainBuilder {
     }
 
     /// Log one decision in `n` at info level (0: never; every decision is
-    /// always logged at debug level).
+    /// always logged at debug level). Counted per thread stripe, so each
+    /// thread logs its first decision and every `n`-th after it.
     pub fn decision_log_every(mut self, n: u64) -> Self {
         self.decision_log_every = n;
         self

@@ -76,9 +76,10 @@ pub enum PolicyError {
     /// Passed more data to the host in one call, or returned more, than the sandbox lifts.
     #[error("moved more than {0} bytes to the host in one call or result")]
     TooMuchData(usize),
-    /// Asked for more random bytes in one call than the sandbox gives.
+    /// Called `verify-signature` more often in one check than the host allows.
     #[error("verified more than {0} signatures in one check")]
     TooManySignatures(u32),
+    /// Asked for more random bytes in one call than the sandbox gives.
     #[error("asked for {requested} random bytes in one call, over the limit of {limit}")]
     RandomTooLarge { requested: u64, limit: usize },
     /// A check found no warm instance, the policy's `init` is too slow to

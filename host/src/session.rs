@@ -266,6 +266,9 @@ impl Session {
                 };
             }
             self.host.verdict_cache_totals().miss();
+        } else {
+            // Turned off by a reload: what was kept is given back.
+            self.lock_cache().clear();
         }
         let request = TopicRequest {
             client_id: self.client_id.clone(),

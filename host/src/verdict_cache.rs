@@ -7,7 +7,8 @@
 //! are the session's own). A decision resting on a `none` verdict or on a
 //! failure is never kept. The whole cache is dropped when the live chain's
 //! generation differs from the one that filled it, so after any reload the
-//! very next check asks the new chain; an entry is dropped at its instant.
+//! very next check asks the new chain; an entry past its instant is never
+//! served (it is dropped at the first lookup after it, or to make room).
 //!
 //! Memory is bounded per session (entries and bytes) and across all
 //! sessions of a host (bytes): a client publishing to a million distinct
@@ -25,9 +26,12 @@ use crate::request::Access;
 use crate::striped::Striped;
 use crate::verdict::VerdictLifetime;
 
-/// Bytes an entry is charged besides its topic: the map slot, the key and
-/// the kept decision (its trace names each policy asked).
+/// Bytes an entry is charged besides its topic and what its decision holds:
+/// the map slot, the key's and the list's allocations, the decision's own
+/// allocation.
 const ENTRY_OVERHEAD_BYTES: usize = 256;
+/// Bytes charged per step of a kept decision's trace.
+const STEP_BYTES: usize = 48;
 
 /// The `[verdict_cache]` table of the chain file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -145,6 +149,8 @@ struct Kept {
     decision: Arc<TopicDecision>,
     /// Milliseconds since the Unix epoch; `None` for the session.
     until: Option<u64>,
+    /// What this entry is charged (see [`cost`]).
+    bytes: usize,
 }
 
 /// One session's cache. Keyed by topic (looked up without allocating), with
@@ -165,8 +171,11 @@ impl Drop for SessionCache {
     }
 }
 
-fn cost(topic: &str) -> usize {
-    topic.len() + ENTRY_OVERHEAD_BYTES
+/// What keeping `decision` for `topic` costs: the topic twice over (the key,
+/// and a long topic's share of the map), the deny message and the trace.
+fn cost(topic: &str, decision: &TopicDecision) -> usize {
+    let message = decision.deny().map_or(0, |d| d.message.len());
+    ENTRY_OVERHEAD_BYTES + topic.len() + message + decision.trace.len() * STEP_BYTES
 }
 
 impl SessionCache {
@@ -181,6 +190,8 @@ impl SessionCache {
     }
 
     /// A reload happened since the cache was filled: drop everything.
+    /// Called only with a generation at least the cache's own (a check that
+    /// started on an older chain neither reads nor writes the cache).
     fn follow(&mut self, generation: u64) {
         if self.generation != generation {
             if self.entries > 0 {
@@ -207,6 +218,9 @@ impl SessionCache {
         retain: bool,
         now_ms: impl FnOnce() -> u64,
     ) -> Option<Arc<TopicDecision>> {
+        if generation < self.generation {
+            return None;
+        }
         self.follow(generation);
         let variant = Variant {
             access,
@@ -218,11 +232,11 @@ impl SessionCache {
         if let Some(until) = kept[i].until
             && now_ms() >= until
         {
-            kept.swap_remove(i);
+            let gone = kept.swap_remove(i);
             if kept.is_empty() {
                 self.topics.remove(topic);
             }
-            self.forget(1, cost(topic));
+            self.forget(1, gone.bytes);
             self.totals.evictions.fetch_add(1, Ordering::Relaxed);
             return None;
         }
@@ -245,20 +259,34 @@ impl SessionCache {
         let Some(topic) = self.topics.keys().next().cloned() else {
             return false;
         };
-        let bytes = cost(&topic);
-        let now_empty = match self.topics.get_mut(&topic) {
-            Some(kept) => {
-                kept.pop();
-                kept.is_empty()
-            }
+        let (bytes, now_empty) = match self.topics.get_mut(&topic) {
+            Some(kept) => match kept.pop() {
+                Some(gone) => (gone.bytes, kept.is_empty()),
+                None => (0, true),
+            },
             None => return false,
         };
         if now_empty {
             self.topics.remove(&topic);
         }
-        self.forget(1, bytes);
-        self.totals.evictions.fetch_add(1, Ordering::Relaxed);
+        if bytes > 0 {
+            self.forget(1, bytes);
+            self.totals.evictions.fetch_add(1, Ordering::Relaxed);
+        }
         true
+    }
+
+    /// Drop everything (the cache was turned off by a reload).
+    pub(crate) fn clear(&mut self) {
+        if self.entries > 0 {
+            self.totals
+                .evictions
+                .fetch_add(self.entries as u64, Ordering::Relaxed);
+            self.totals.release(self.entries, self.bytes);
+            self.topics = HashMap::default();
+            self.entries = 0;
+            self.bytes = 0;
+        }
     }
 
     /// Keep `decision` for as long as `lifetime` says, within the bounds.
@@ -279,13 +307,13 @@ impl SessionCache {
             VerdictLifetime::Session => None,
             VerdictLifetime::Until(t) => Some(t),
         };
-        // Only what the live chain decided; a decision of an older
-        // generation (a reload raced this check) is not kept.
-        self.follow(generation);
-        if decision.generation != generation {
+        // A check that started on a chain older than what the cache holds
+        // (a reload raced it) keeps nothing and clears nothing.
+        if generation < self.generation {
             return;
         }
-        let bytes = cost(topic);
+        self.follow(generation);
+        let bytes = cost(topic, decision);
         if bytes > config.max_session_bytes || config.max_session_entries == 0 {
             return;
         }
@@ -314,13 +342,14 @@ impl SessionCache {
             },
             decision: decision.clone(),
             until,
+            bytes,
         };
         match self.topics.get_mut(topic) {
             Some(list) => {
                 // A racing check of the same request may have kept it first.
                 if let Some(old) = list.iter_mut().find(|k| k.variant == kept.variant) {
-                    *old = kept;
-                    self.forget(1, bytes);
+                    let replaced = std::mem::replace(old, kept);
+                    self.forget(1, replaced.bytes);
                 } else {
                     list.push(kept);
                 }
@@ -432,18 +461,9 @@ mod tests {
         );
         assert_eq!(cache.len(), 0);
         assert_eq!(totals.snapshot().entries, 0);
-        // A decision of an older generation is not kept.
-        cache.put(
-            &config,
-            2,
-            Access::Publish,
-            "a",
-            0,
-            false,
-            &d,
-            VerdictLifetime::Session,
-        );
-        assert_eq!(cache.len(), 0);
+        // A check that started on an older chain keeps nothing and leaves
+        // the newer generation's entries alone.
+        let session = VerdictLifetime::Session;
         cache.put(
             &config,
             2,
@@ -452,9 +472,13 @@ mod tests {
             0,
             false,
             &decision(2),
-            VerdictLifetime::Session,
+            session,
         );
         assert_eq!(cache.len(), 1);
+        cache.put(&config, 1, Access::Publish, "b", 0, false, &d, session);
+        assert!(cache.get(1, Access::Publish, "a", 0, false, now).is_none());
+        assert_eq!(cache.len(), 1);
+        assert!(cache.get(2, Access::Publish, "a", 0, false, now).is_some());
         drop(cache);
         let stats = totals.snapshot();
         assert_eq!((stats.entries, stats.bytes), (0, 0));

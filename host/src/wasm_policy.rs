@@ -89,7 +89,9 @@ struct Shared {
     waiting: AtomicUsize,
     /// Where the background thread puts the next new instance.
     next_shard: AtomicUsize,
-    /// Most idle instances kept, over all shards.
+    /// Idle instances to keep, spread over the shards: each shard keeps at
+    /// most its share (and at least 2), so the total may exceed it when
+    /// many threads check at once.
     max_idle: AtomicUsize,
     /// The policy was dropped: the background thread exits, instances
     /// coming back are dropped.

@@ -430,7 +430,7 @@ const IMPORT_ATTACKS: [(&str, Names); 14] = [
         failed(d) == Some(&PolicyError::TooMuchData(1 << 20))
     }),
     ("signatures", |d| {
-        failed(d) == Some(&PolicyError::TooManySignatures(16))
+        failed(d) == Some(&PolicyError::TooManySignatures(64))
     }),
     // Refused by the host with a reason the policy reports: not a failure.
     ("big-signature", |d| {

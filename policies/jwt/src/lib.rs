@@ -194,7 +194,13 @@ impl Jwt {
         // The token's expiry goes with the topics it grants: `topic-list`
         // stops honouring them after it (and the host's verdict cache keeps
         // their allows until then only).
-        if let Some(exp) = claims.get("exp").and_then(Value::as_u64) {
+        // A fractional `exp` (which the verifier accepts) is rounded down:
+        // the topics end no later than the token.
+        let exp = claims.get("exp").and_then(|v| {
+            v.as_u64()
+                .or_else(|| v.as_f64().filter(|f| *f >= 0.0).map(|f| f as u64))
+        });
+        if let Some(exp) = exp {
             grant = grant.attribute("exp", exp.to_string());
         }
         if let Some(claim) = &self.roles_claim {
@@ -425,6 +431,22 @@ mod tests {
         assert_eq!(topics_of(verdict(&p, &absent)), "[]", "absent grants none");
         let valid = token(r##"{"exp":2000,"topics":["a/+/c","d/#","#"]}"##);
         assert_eq!(topics_of(verdict(&p, &valid)), r##"["a/+/c","d/#","#"]"##);
+        Ok(())
+    }
+
+    #[test]
+    fn the_tokens_expiry_goes_with_its_topics() -> Result<(), String> {
+        let p = policy()?;
+        for (exp, granted) in [("2000", "2000"), ("2000.5", "2000")] {
+            let t = token(&format!(r#"{{"exp":{exp},"topics":["t/#"]}}"#));
+            match verdict(&p, &t) {
+                ConnectVerdict::Allow(grant) => {
+                    let got = grant.attributes.iter().find(|a| a.key == "exp");
+                    assert_eq!(got.map(|a| a.value.as_str()), Some(granted), "{exp}");
+                }
+                other => panic!("expected allow, got {other:?}"),
+            }
+        }
         Ok(())
     }
 
