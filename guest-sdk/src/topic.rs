@@ -141,14 +141,6 @@ pub fn matches(filter: &str, name: &str) -> bool {
     if validate_filter(filter).is_err() || validate_name(name).is_err() {
         return false;
     }
-    matches_valid(filter, name)
-}
-
-/// [`matches`] for a filter and a name already known to be valid (checked
-/// with [`validate_filter`] and [`validate_name`], e.g. a rule checked at
-/// `init` and the request's topic checked once per check): skips checking
-/// them again. On invalid input the answer is unspecified (but no panic).
-pub fn matches_valid(filter: &str, name: &str) -> bool {
     if name.starts_with('$') && filter.starts_with(['+', '#']) {
         return false;
     }
@@ -180,12 +172,6 @@ pub fn covers(outer: &str, inner: &str) -> bool {
     if validate_filter(outer).is_err() || validate_filter(inner).is_err() {
         return false;
     }
-    covers_valid(outer, inner)
-}
-
-/// [`covers`] for two filters already known to be valid: skips checking
-/// them again. On invalid input the answer is unspecified (but no panic).
-pub fn covers_valid(outer: &str, inner: &str) -> bool {
     // At the first level `+/#` matches exactly what `#` matches: every name
     // (a name has at least one level, and `#` also matches the parent), and
     // no `$` name (§4.7.2). Deeper down `x/+/#` is narrower than `x/#`

@@ -41,18 +41,41 @@ pub(crate) struct RuleFilter {
 }
 
 impl RuleFilter {
-    /// Parse a filter whose expansion was already checked (`check_filters`).
-    /// `None` for an unknown placeholder or an unclosed brace.
-    pub(crate) fn parse(filter: &str) -> Option<Self> {
+    /// Parse a rule's filter and check it: every placeholder known and
+    /// closed, and the filter valid with a safe level in each placeholder.
+    /// The error says what is wrong.
+    pub(crate) fn parse(filter: &str) -> Result<Self, String> {
         let levels = filter
             .split('/')
             .map(|level| match level {
-                "+" => Some(Level::Plus),
-                "#" => Some(Level::Hash),
+                "+" => Ok(Level::Plus),
+                "#" => Ok(Level::Hash),
                 _ => pieces(level).map(Level::Pieces),
             })
-            .collect::<Option<Vec<_>>>()?;
-        Some(RuleFilter { levels })
+            .collect::<Result<Vec<_>, _>>()?;
+        let parsed = RuleFilter { levels };
+        topic::validate_filter(&parsed.probe()).map_err(|e| e.to_string())?;
+        Ok(parsed)
+    }
+
+    /// The filter with `x` in every placeholder: what validating it checks.
+    fn probe(&self) -> String {
+        let levels: Vec<String> = self
+            .levels
+            .iter()
+            .map(|level| match level {
+                Level::Plus => "+".to_owned(),
+                Level::Hash => "#".to_owned(),
+                Level::Pieces(pieces) => pieces
+                    .iter()
+                    .map(|p| match p {
+                        Piece::Text(t) => t.as_str(),
+                        Piece::Var(_) => "x",
+                    })
+                    .collect(),
+            })
+            .collect();
+        levels.join("/")
     }
 
     /// Does this filter grant `access` on the request's topic (a name for
@@ -115,19 +138,30 @@ impl RuleFilter {
     }
 }
 
+const UNKNOWN: &str = "unknown placeholder (use {client_id}, {username} or {attr:KEY})";
+
 /// Split a level into text and placeholders.
-fn pieces(level: &str) -> Option<Vec<Piece>> {
+fn pieces(level: &str) -> Result<Vec<Piece>, String> {
     let mut out = Vec::new();
     let mut rest = level;
     while let Some(open) = rest.find('{') {
         if open > 0 {
             out.push(Piece::Text(rest[..open].to_owned()));
         }
-        let close = open + rest[open..].find('}')?;
+        let Some(close) = rest[open..].find('}').map(|c| open + c) else {
+            return Err(if rest[open..].starts_with("{attr:") {
+                "unclosed placeholder".into()
+            } else {
+                UNKNOWN.into()
+            });
+        };
         let var = match &rest[open + 1..close] {
             "client_id" => Var::ClientId,
             "username" => Var::Username,
-            name => Var::Attribute(name.strip_prefix("attr:")?.to_owned()),
+            name => match name.strip_prefix("attr:") {
+                Some(key) => Var::Attribute(key.to_owned()),
+                None => return Err(UNKNOWN.into()),
+            },
         };
         out.push(Piece::Var(var));
         rest = &rest[close + 1..];
@@ -135,7 +169,7 @@ fn pieces(level: &str) -> Option<Vec<Piece>> {
     if !rest.is_empty() || out.is_empty() {
         out.push(Piece::Text(rest.to_owned()));
     }
-    Some(out)
+    Ok(out)
 }
 
 /// A placeholder's value, if it is safe to put into a topic as one level.
@@ -251,8 +285,9 @@ mod tests {
         ];
         for client in ["c1", "$c", "a/b", "+"] {
             for filter in filters {
-                let Some(parsed) = RuleFilter::parse(filter) else {
-                    panic!("{filter} does not parse");
+                let parsed = match RuleFilter::parse(filter) {
+                    Ok(parsed) => parsed,
+                    Err(e) => panic!("{filter} does not parse: {e}"),
                 };
                 for (access, topics) in [
                     (Access::Publish, &names[..]),
@@ -277,7 +312,7 @@ mod tests {
 
     #[test]
     fn unknown_placeholders_do_not_parse() {
-        assert!(RuleFilter::parse("a/{nope}").is_none());
-        assert!(RuleFilter::parse("a/{client_id").is_none());
+        assert!(RuleFilter::parse("a/{nope}").is_err());
+        assert!(RuleFilter::parse("a/{client_id").is_err());
     }
 }

@@ -135,8 +135,6 @@
 //! `"acl_username": "{username}"` only when every way in verifies the MQTT
 //! username.
 
-use std::borrow::Cow;
-
 use mqtt_policy_sdk::prelude::*;
 use mqtt_policy_sdk::topic;
 use serde::Deserialize;
@@ -266,67 +264,13 @@ fn safe_value(v: &str) -> bool {
     topic::level(v).is_some()
 }
 
-/// Substitute placeholders; `None` if a value is unsafe or missing.
-fn expand<'a>(filter: &'a str, req: &TopicRequest) -> Option<Cow<'a, str>> {
-    if !filter.contains('{') {
-        return Some(Cow::Borrowed(filter));
-    }
-    // Client id `$SYS` in `{client_id}/#` must not grant `$SYS/#`.
-    let mut out = String::with_capacity(filter.len() + 16);
-    let mut rest = filter;
-    while let Some(open) = rest.find('{') {
-        out.push_str(&rest[..open]);
-        let close = open + rest[open..].find('}')?;
-        let name = &rest[open + 1..close];
-        let value = match name {
-            "client_id" => Some(req.client_id.as_str()),
-            "username" => req.username.as_deref(),
-            _ => name
-                .strip_prefix("attr:")
-                .and_then(|key| req.attribute(key)),
-        };
-        out.push_str(value.filter(|v| safe_value(v))?);
-        rest = &rest[close + 1..];
-    }
-    out.push_str(rest);
-    Some(Cow::Owned(out))
-}
-
-/// Filters already checked by [`check_filters`], parsed for matching.
-fn parse_filters(filters: &[String]) -> Result<Vec<RuleFilter>, String> {
+/// Parse and check each of a rule's filters; an error names the rule, the
+/// list and the filter.
+fn rule_filters(filters: &[String], what: &str) -> Result<Vec<RuleFilter>, String> {
     filters
         .iter()
-        .map(|f| RuleFilter::parse(f).ok_or_else(|| format!("filter \"{f}\" does not parse")))
+        .map(|f| RuleFilter::parse(f).map_err(|m| format!("{what} filter \"{f}\": {m}")))
         .collect()
-}
-
-fn check_filters(filters: &[String], what: &str) -> Result<(), String> {
-    // Expand against a probe request so placeholders are checked too.
-    let probe = TopicRequest {
-        client_id: "x".into(),
-        username: Some("x".into()),
-        topic: String::new(),
-        access: Access::Publish,
-        qos: 0,
-        retain: false,
-        attributes: Vec::new(),
-        roles: Vec::new(),
-    };
-    for f in filters {
-        let bad = |m: &str| format!("{what} filter \"{f}\": {m}");
-        let mut expanded = f.clone();
-        for (i, _) in f.match_indices("{attr:") {
-            let end = f[i..]
-                .find('}')
-                .ok_or_else(|| bad("unclosed placeholder"))?;
-            expanded = expanded.replace(&f[i..i + end + 1], "x");
-        }
-        let expanded = expand(&expanded, &probe).ok_or_else(|| {
-            bad("unknown placeholder (use {client_id}, {username} or {attr:KEY})")
-        })?;
-        topic::validate_filter(&expanded).map_err(|e| bad(&e.to_string()))?;
-    }
-    Ok(())
 }
 
 impl Rule {
@@ -362,19 +306,15 @@ impl Policy for TopicList {
         let mut rules = Vec::with_capacity(config.rules.len());
         for (i, r) in config.rules.into_iter().enumerate() {
             let what = format!("rule {}", i + 1);
-            check_filters(&r.publish, &format!("{what} publish"))?;
-            check_filters(&r.subscribe, &format!("{what} subscribe"))?;
-            let receive = r.receive.unwrap_or_else(|| r.subscribe.clone());
-            let unsubscribe = r.unsubscribe.unwrap_or_else(|| r.subscribe.clone());
-            check_filters(&receive, &format!("{what} receive"))?;
-            check_filters(&unsubscribe, &format!("{what} unsubscribe"))?;
+            let receive = r.receive.as_ref().unwrap_or(&r.subscribe);
+            let unsubscribe = r.unsubscribe.as_ref().unwrap_or(&r.subscribe);
             rules.push(Rule {
                 client_id: r.client_id,
                 username: r.username,
-                publish: parse_filters(&r.publish)?,
-                subscribe: parse_filters(&r.subscribe)?,
-                receive: parse_filters(&receive)?,
-                unsubscribe: parse_filters(&unsubscribe)?,
+                publish: rule_filters(&r.publish, &format!("{what} publish"))?,
+                subscribe: rule_filters(&r.subscribe, &format!("{what} subscribe"))?,
+                receive: rule_filters(receive, &format!("{what} receive"))?,
+                unsubscribe: rule_filters(unsubscribe, &format!("{what} unsubscribe"))?,
             });
         }
         let acl = match (config.acl_file, config.acl_username) {
