@@ -181,7 +181,20 @@ pub mod jwt;
 mod jwt_crypto;
 pub mod log;
 pub mod request;
+#[cfg(any(test, all(feature = "small-alloc", target_arch = "wasm32")))]
+mod small_alloc;
 pub mod topic;
+
+/// See `small_alloc.rs`: freed small blocks are reused before asking the
+/// system allocator, which makes a check's own allocations cheap.
+#[cfg(all(
+    feature = "small-alloc",
+    target_arch = "wasm32",
+    not(target_feature = "atomics")
+))]
+#[global_allocator]
+static ALLOC: small_alloc::SmallAlloc<std::alloc::System> =
+    small_alloc::SmallAlloc::new(std::alloc::System);
 
 pub use bindings::mqtt::policy::host::Level;
 pub use bindings::mqtt::policy::types::{

@@ -55,6 +55,13 @@ fn has_byte(word: u64, b: u8) -> bool {
     x.wrapping_sub(ONES) & !x & HIGHS != 0
 }
 
+/// Is any byte of `word` below `n` (at most 128)? Exact, like `has_byte`.
+fn has_less(word: u64, n: u8) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    word.wrapping_sub(ONES * u64::from(n)) & !word & HIGHS != 0
+}
+
 /// The levels of a name or filter. A byte loop: topics are short, and these
 /// run for every rule on every check.
 fn levels(s: &str) -> impl Iterator<Item = &[u8]> {
@@ -222,13 +229,36 @@ pub fn covers(outer: &str, inner: &str) -> bool {
 /// assert_eq!(filter.as_deref(), Some("devices/device-7/#"));
 /// ```
 pub fn level(value: &str) -> Option<&str> {
-    let safe = !value.is_empty()
-        && value.len() <= 65_535
-        && !value.starts_with('$')
-        && !value
-            .chars()
-            .any(|c| matches!(c, '/' | '+' | '#') || c.is_control());
-    safe.then_some(value)
+    let bytes = value.as_bytes();
+    if bytes.is_empty() || bytes.len() > 65_535 || bytes.first() == Some(&b'$') {
+        return None;
+    }
+    // Eight bytes at a time while no byte could be unsafe (this runs for
+    // every placeholder on every check); the exact test on the rest.
+    let mut words = bytes.chunks_exact(8);
+    let mut checked = 0;
+    for word in words.by_ref() {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(word);
+        let w = u64::from_le_bytes(w);
+        if [b'/', b'+', b'#', 0x7f, 0xc2]
+            .iter()
+            .any(|b| has_byte(w, *b))
+            || has_less(w, 0x20)
+        {
+            break;
+        }
+        checked += 8;
+    }
+    let rest = bytes.get(checked..).unwrap_or_default();
+    (!rest.iter().enumerate().any(|(i, &b)| match b {
+        // The control characters are C0 and DEL (one byte each) and C1,
+        // U+0080..U+009F, which UTF-8 writes as 0xC2 0x80..=0x9F.
+        b'/' | b'+' | b'#' | 0..=0x1f | 0x7f => true,
+        0xc2 => rest.get(i + 1).is_some_and(|n| (0x80..=0x9f).contains(n)),
+        _ => false,
+    }))
+    .then_some(value)
 }
 
 #[cfg(test)]
@@ -303,6 +333,44 @@ mod tests {
             assert_eq!(validate_name(s), reference_name(s), "name {s:?}");
             assert_eq!(validate_filter(s), reference_filter(s), "filter {s:?}");
         }
+    }
+
+    #[test]
+    fn level_agrees_with_the_char_definition() {
+        fn reference(value: &str) -> Option<&str> {
+            let safe = !value.is_empty()
+                && value.len() <= 65_535
+                && !value.starts_with('$')
+                && !value
+                    .chars()
+                    .any(|c| matches!(c, '/' | '+' | '#') || c.is_control());
+            safe.then_some(value)
+        }
+        // Every character up to U+0800 (all of one and two byte UTF-8, C1
+        // included) and a sample beyond, alone and between others.
+        let chars = (0..0x800u32)
+            .chain([0x2028, 0xfeff, 0x1f600, 0x10ffff])
+            .filter_map(char::from_u32);
+        for c in chars {
+            // Alone, around, and at each place of the eight-byte words.
+            let mut values = vec![
+                c.to_string(),
+                format!("a{c}"),
+                format!("{c}b"),
+                format!("a{c}b"),
+            ];
+            for at in 0..18 {
+                let pad = "x".repeat(at);
+                values.push(format!("{pad}{c}"));
+                values.push(format!("{pad}{c}abcdefghij"));
+            }
+            for value in values {
+                assert_eq!(level(&value), reference(&value), "{value:?}");
+            }
+        }
+        let long = "x".repeat(65_536);
+        assert_eq!(level(&long), None);
+        assert_eq!(level(&long[1..]), Some(&long[1..]));
     }
 
     #[test]

@@ -9,11 +9,32 @@ pub enum Outcome<A> {
     Deny(Deny),
 }
 
+/// A policy name as every decision carries it: `&'static str`, so naming the
+/// policy costs a check nothing (a reference-counted name cost two atomic
+/// updates per step). Each distinct name is kept once for the life of the
+/// process. Names come from chain files and the builder, never from clients,
+/// so there are few; a reload with the same names reuses them.
+pub fn policy_name(name: &str) -> &'static str {
+    use std::collections::HashSet;
+    use std::sync::{Mutex, OnceLock};
+    static NAMES: OnceLock<Mutex<HashSet<&'static str>>> = OnceLock::new();
+    let mut names = NAMES
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
+    if let Some(kept) = names.get(name) {
+        return kept;
+    }
+    let kept: &'static str = Box::leak(name.into());
+    names.insert(kept);
+    kept
+}
+
 /// Who decided.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DecidedBy {
     /// The named policy answered allow or deny (or failed, under its failure mode).
-    Policy(std::sync::Arc<str>),
+    Policy(&'static str),
     /// Every policy deferred; the chain's default applied.
     Default,
     /// The host refused before asking any policy (a malformed certificate,
@@ -44,7 +65,8 @@ pub enum StepResult {
 /// One entry of a decision's trace.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Step {
-    pub policy: std::sync::Arc<str>,
+    /// The policy's name (see [`policy_name`]).
+    pub policy: &'static str,
     pub result: StepResult,
 }
 

@@ -88,7 +88,7 @@ pub use codes::Reply;
 pub use compile::{MAX_MODULE_BYTES, read_module};
 pub use config::{BreakerConfig, ChainConfig, DefaultVerdict, FailureMode, PolicyConfig};
 pub use decision::{
-    ConnectDecision, DecidedBy, Decision, Outcome, Step, StepResult, TopicDecision,
+    ConnectDecision, DecidedBy, Decision, Outcome, Step, StepResult, TopicDecision, policy_name,
 };
 pub use engine::{EngineBuilder, PolicyEngine};
 pub use error::{CertError, LoadError, PolicyError, ProtocolError};
@@ -102,7 +102,7 @@ pub use request::{
     Access, Attribute, ConnectRequest, Password, ProtocolVersion, TopicRequest, UserProperty, Will,
 };
 pub use session::{Refused, Session, TopicAnswer};
-pub use stats::StatsSnapshot;
+pub use stats::{StatsSnapshot, TOPIC_TIMING_EVERY};
 pub use verdict::{ConnectVerdict, Deny, DenyReason, Grant, TopicVerdict, VerdictLifetime};
 pub use verdict_cache::{VerdictCacheConfig, VerdictCacheStats};
 pub use wasm_policy::WasmPolicy;

@@ -18,6 +18,8 @@ struct Counters {
     deny: AtomicU64,
     defer: AtomicU64,
     error: AtomicU64,
+    /// Checks whose time was measured, and their total time.
+    timed: AtomicU64,
     nanos: AtomicU64,
     circuit_opens: AtomicU64,
     short_circuits: AtomicU64,
@@ -30,7 +32,9 @@ pub struct StatsSnapshot {
     pub deny: u64,
     pub defer: u64,
     pub error: u64,
-    /// Total time spent in this policy's checks.
+    /// Total time spent in this policy's checks: exact for connect checks;
+    /// topic checks are timed one in [`TOPIC_TIMING_EVERY`] and their share
+    /// is scaled up from that sample.
     pub time_spent: Duration,
     /// Times the policy's circuit breaker opened (see `[breaker]`).
     pub circuit_opens: u64,
@@ -46,6 +50,22 @@ impl StatsSnapshot {
     }
 }
 
+/// Topic checks timed per policy: one in this many (per thread).
+pub const TOPIC_TIMING_EVERY: u32 = 8;
+
+/// Should this topic check be timed? A per-thread count, so no shared
+/// write on the hot path.
+pub(crate) fn sample_topic_timing() -> bool {
+    thread_local! {
+        static COUNT: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+    }
+    COUNT.with(|c| {
+        let n = c.get().wrapping_add(1);
+        c.set(n);
+        n % TOPIC_TIMING_EVERY == 1
+    })
+}
+
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Tally {
     Allow,
@@ -55,7 +75,8 @@ pub(crate) enum Tally {
 }
 
 impl PolicyStats {
-    pub(crate) fn record(&self, tally: Tally, spent: Duration) {
+    /// Count a check, and its time if it was measured.
+    pub(crate) fn record(&self, tally: Tally, spent: Option<Duration>) {
         let c = self.stripes.local();
         let counter = match tally {
             Tally::Allow => &c.allow,
@@ -64,8 +85,11 @@ impl PolicyStats {
             Tally::Error => &c.error,
         };
         counter.fetch_add(1, Ordering::Relaxed);
-        let nanos = u64::try_from(spent.as_nanos()).unwrap_or(u64::MAX);
-        c.nanos.fetch_add(nanos, Ordering::Relaxed);
+        if let Some(spent) = spent {
+            let nanos = u64::try_from(spent.as_nanos()).unwrap_or(u64::MAX);
+            c.timed.fetch_add(1, Ordering::Relaxed);
+            c.nanos.fetch_add(nanos, Ordering::Relaxed);
+        }
     }
 
     pub(crate) fn circuit_opened(&self) {
@@ -89,12 +113,26 @@ impl PolicyStats {
                 .map(|c| f(c).load(Ordering::Relaxed))
                 .fold(0, u64::wrapping_add)
         };
+        let (allow, deny, defer, error) = (
+            sum(|c| &c.allow),
+            sum(|c| &c.deny),
+            sum(|c| &c.defer),
+            sum(|c| &c.error),
+        );
+        let checks = allow + deny + defer + error;
+        let (timed, nanos) = (sum(|c| &c.timed), sum(|c| &c.nanos));
+        // The measured time, scaled to every check (exact when all were
+        // timed). u128: nanos × checks can pass u64.
+        let scaled = match timed {
+            0 => 0,
+            t => u128::from(nanos) * u128::from(checks.max(t)) / u128::from(t),
+        };
         StatsSnapshot {
-            allow: sum(|c| &c.allow),
-            deny: sum(|c| &c.deny),
-            defer: sum(|c| &c.defer),
-            error: sum(|c| &c.error),
-            time_spent: Duration::from_nanos(sum(|c| &c.nanos)),
+            allow,
+            deny,
+            defer,
+            error,
+            time_spent: Duration::from_nanos(u64::try_from(scaled).unwrap_or(u64::MAX)),
             circuit_opens: sum(|c| &c.circuit_opens),
             short_circuits: sum(|c| &c.short_circuits),
         }

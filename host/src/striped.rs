@@ -39,13 +39,6 @@ impl<T: Default> Default for Striped<T> {
 }
 
 impl<T> Striped<T> {
-    /// Each stripe made by `make`.
-    pub(crate) fn from_fn(mut make: impl FnMut() -> T) -> Self {
-        Self {
-            stripes: (0..STRIPES).map(|_| Padded(make())).collect(),
-        }
-    }
-
     /// The calling thread's stripe.
     pub(crate) fn local(&self) -> &T {
         &self.stripes[stripe() % self.stripes.len()].0

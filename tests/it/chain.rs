@@ -131,7 +131,7 @@ fn listed_certificates_are_allowed_by_sha1_or_sha256() -> anyhow::Result<()> {
     let f = fixture()?;
     for (c, version) in [(&f.device, 5), (&f.rotated, 4)] {
         let d = f.chain.connect_check(&with_cert("device-1", c, version)?);
-        assert_eq!(d.decided_by, DecidedBy::Policy("certs".into()));
+        assert_eq!(d.decided_by, DecidedBy::Policy("certs"));
         assert_eq!(d.connack_code(mqtt_policy_tests::version(version)), 0);
         let Outcome::Allow(grant) = &d.outcome else {
             anyhow::bail!("expected allow: {d:?}")
@@ -493,7 +493,7 @@ fn on_error_allow_is_the_failed_policys_allow_and_ends_the_chain() -> anyhow::Re
         d.outcome,
         Outcome::Allow(mqtt_policy_host::Grant::default())
     );
-    assert_eq!(d.decided_by, DecidedBy::Policy("advisory".into()));
+    assert_eq!(d.decided_by, DecidedBy::Policy("advisory"));
     assert_eq!(
         d.trace.len(),
         1,

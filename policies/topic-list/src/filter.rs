@@ -192,17 +192,66 @@ fn level_is(pieces: &[Piece], req: &TopicRequest, mut level: &[u8]) -> bool {
                 None => return false,
             },
         };
-        match level.strip_prefix(text.as_bytes()) {
-            Some(rest) => level = rest,
-            None => return false,
+        match level.split_at_checked(text.len()) {
+            Some((head, rest)) if same(head, text.as_bytes()) => level = rest,
+            _ => return false,
         }
     }
     level.is_empty()
 }
 
+/// `a == b`, a word at a time. In wasm a slice comparison is a call to the
+/// C library's byte-by-byte `memcmp`; these compare a few short strings on
+/// every check.
+pub(crate) fn same(a: &[u8], b: &[u8]) -> bool {
+    fn word(s: &[u8], at: usize) -> Option<u64> {
+        let w: [u8; 8] = s.get(at..at + 8)?.try_into().ok()?;
+        Some(u64::from_le_bytes(w))
+    }
+    if a.len() != b.len() {
+        return false;
+    }
+    let n = a.len();
+    if n < 8 {
+        return a.iter().zip(b).all(|(x, y)| x == y);
+    }
+    // Whole words, then the last eight bytes (overlapping the last word).
+    let mut at = 0;
+    while at + 8 < n {
+        if word(a, at) != word(b, at) {
+            return false;
+        }
+        at += 8;
+    }
+    word(a, n - 8) == word(b, n - 8)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn same_is_equality() {
+        let texts: Vec<String> = (0..20)
+            .flat_map(|n| {
+                let base: String = ('a'..='z').take(n).collect();
+                let mut last = base.clone();
+                if let Some(c) = last.pop() {
+                    last.push(if c == 'z' { 'y' } else { 'z' });
+                }
+                let mut first = base.clone();
+                if !first.is_empty() {
+                    first.replace_range(0..1, "Q");
+                }
+                [base, last, first]
+            })
+            .collect();
+        for a in &texts {
+            for b in &texts {
+                assert_eq!(same(a.as_bytes(), b.as_bytes()), a == b, "{a:?} {b:?}");
+            }
+        }
+    }
 
     /// The definition: expand, then the SDK's matching.
     fn by_expansion(filter: &str, req: &TopicRequest) -> bool {

@@ -195,8 +195,8 @@ struct Config {
 }
 
 struct Rule {
-    client_id: Option<String>,
-    username: Option<String>,
+    client_id: Option<Glob>,
+    username: Option<Glob>,
     publish: Vec<RuleFilter>,
     subscribe: Vec<RuleFilter>,
     receive: Vec<RuleFilter>,
@@ -209,6 +209,43 @@ pub struct TopicList {
     session_expiry: Option<String>,
     otherwise: Otherwise,
     acl: Option<acl::AclFile>,
+}
+
+/// A rule's `client_id` or `username` pattern, sorted at `init` into the
+/// shapes rules almost always have, so a check compares strings instead of
+/// walking the pattern.
+#[derive(Debug)]
+enum Glob {
+    /// No `*` or `?`: the text itself.
+    Exact(String),
+    /// Literal text then only `*`s, e.g. `sensor-*`.
+    Prefix(String),
+    /// Anything else.
+    Pattern(String),
+}
+
+impl Glob {
+    fn new(pattern: String) -> Glob {
+        let literal = pattern.trim_end_matches('*');
+        if literal.contains(['*', '?']) {
+            Glob::Pattern(pattern)
+        } else if literal.len() == pattern.len() {
+            Glob::Exact(pattern)
+        } else {
+            Glob::Prefix(literal.to_owned())
+        }
+    }
+
+    fn matches(&self, text: &str) -> bool {
+        match self {
+            Glob::Exact(s) => filter::same(text.as_bytes(), s.as_bytes()),
+            Glob::Prefix(s) => text
+                .as_bytes()
+                .get(..s.len())
+                .is_some_and(|head| filter::same(head, s.as_bytes())),
+            Glob::Pattern(p) => glob(p, text),
+        }
+    }
 }
 
 /// `*` matches any run of characters, `?` exactly one. Walks the bytes (no
@@ -275,11 +312,11 @@ fn rule_filters(filters: &[String], what: &str) -> Result<Vec<RuleFilter>, Strin
 
 impl Rule {
     fn applies(&self, client_id: &str, username: Option<&str>) -> bool {
-        self.client_id.as_deref().is_none_or(|g| glob(g, client_id))
+        self.client_id.as_ref().is_none_or(|g| g.matches(client_id))
             && self
                 .username
-                .as_deref()
-                .is_none_or(|g| username.is_some_and(|u| glob(g, u)))
+                .as_ref()
+                .is_none_or(|g| username.is_some_and(|u| g.matches(u)))
     }
 
     fn filters(&self, access: Access) -> &[RuleFilter] {
@@ -309,8 +346,8 @@ impl Policy for TopicList {
             let receive = r.receive.as_ref().unwrap_or(&r.subscribe);
             let unsubscribe = r.unsubscribe.as_ref().unwrap_or(&r.subscribe);
             rules.push(Rule {
-                client_id: r.client_id,
-                username: r.username,
+                client_id: r.client_id.map(Glob::new),
+                username: r.username.map(Glob::new),
                 publish: rule_filters(&r.publish, &format!("{what} publish"))?,
                 subscribe: rule_filters(&r.subscribe, &format!("{what} subscribe"))?,
                 receive: rule_filters(receive, &format!("{what} receive"))?,
@@ -670,6 +707,38 @@ mod tests {
         let kept = p.topic_check(&req("c", None, Access::Publish, "t/1", &attrs));
         assert_eq!(kept.lifetime, Lifetime::Session);
         Ok(())
+    }
+
+    #[test]
+    fn sorted_globs_match_as_the_pattern_does() {
+        let patterns = [
+            "",
+            "*",
+            "**",
+            "sensor-*",
+            "sensor-**",
+            "sensor-",
+            "s?nsor-*",
+            "*-1",
+            "a*b",
+            "?",
+            "ü*",
+        ];
+        let texts = [
+            "", "x", "sensor-", "sensor-1", "sensor", "pump-1", "a-1", "ab", "aXb", "ü1",
+        ];
+        for p in patterns {
+            for t in texts {
+                assert_eq!(
+                    Glob::new(p.to_owned()).matches(t),
+                    glob(p, t),
+                    "{p:?} {t:?}"
+                );
+            }
+        }
+        assert!(matches!(Glob::new("sensor-**".into()), Glob::Prefix(s) if s == "sensor-"));
+        assert!(matches!(Glob::new("ops".into()), Glob::Exact(_)));
+        assert!(matches!(Glob::new("a*b".into()), Glob::Pattern(_)));
     }
 
     #[test]
