@@ -28,6 +28,9 @@ pub struct Config {
     pub watch: bool,
     #[serde(default)]
     pub limits: Limits,
+    /// Which thread runs a connect check (see [`ConnectChecks`]).
+    #[serde(default)]
+    pub connect_checks: ConnectChecks,
     #[serde(rename = "listener", default)]
     pub listeners: Vec<ListenerConfig>,
 }
@@ -35,6 +38,30 @@ pub struct Config {
 fn yes() -> bool {
     true
 }
+
+/// Which thread runs a connect check. Most checks take microseconds, but a
+/// password hash takes milliseconds (argon2id: tens), and an async worker
+/// busy with one serves none of its other clients meanwhile.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ConnectChecks {
+    /// On the async worker while connect checks are fast; for
+    /// [`SLOW_CONNECT_WINDOW`] after one took longer than
+    /// [`SLOW_CONNECT_CHECK`], on the blocking pool. At most one slow check
+    /// per window then runs on a worker.
+    #[default]
+    Auto,
+    /// Always on tokio's blocking pool: a thread hand-off per connect.
+    Pool,
+    /// Always on the async worker that read the CONNECT: for chains with no
+    /// slow policy.
+    Inline,
+}
+
+/// A connect check slower than this moves `auto` to the blocking pool.
+pub const SLOW_CONNECT_CHECK: Duration = Duration::from_millis(1);
+/// For this long after the last slow connect check.
+pub const SLOW_CONNECT_WINDOW: Duration = Duration::from_secs(10);
 
 /// Bounds on what clients may do; every one is enforced before a policy
 /// sees the client.

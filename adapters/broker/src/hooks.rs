@@ -11,6 +11,7 @@
 //! session attached is denied everything and closed.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
@@ -28,6 +29,7 @@ use rmqtt::types::{
     PublishResult, Reason, Subscribe, SubscribeReturn, TopicFilter, TopicName,
 };
 
+use crate::config::{ConnectChecks, SLOW_CONNECT_CHECK, SLOW_CONNECT_WINDOW};
 use crate::front::Registry;
 use crate::metrics::{Check, Metrics};
 
@@ -47,6 +49,11 @@ pub struct Policy {
     /// chooser (which cannot read rmqtt's session table: its caller holds
     /// that lock).
     online: Mutex<HashMap<ClientId, Weak<PSession>>>,
+    connect_checks: ConnectChecks,
+    /// `auto`: connect checks go to the blocking pool until this instant
+    /// (milliseconds since `epoch`).
+    slow_until_ms: AtomicU64,
+    epoch: Instant,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -60,6 +67,7 @@ impl Policy {
         scx: ServerContext,
         registry: Arc<Registry>,
         metrics: Arc<Metrics>,
+        connect_checks: ConnectChecks,
     ) -> Self {
         Policy {
             host,
@@ -68,6 +76,33 @@ impl Policy {
             metrics,
             pending: Mutex::new(HashMap::new()),
             online: Mutex::new(HashMap::new()),
+            connect_checks,
+            slow_until_ms: AtomicU64::new(0),
+            epoch: Instant::now(),
+        }
+    }
+
+    fn millis_since_epoch(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// Run this connect check on the async worker?
+    fn connect_inline(&self) -> bool {
+        match self.connect_checks {
+            ConnectChecks::Inline => true,
+            ConnectChecks::Pool => false,
+            ConnectChecks::Auto => {
+                self.millis_since_epoch() >= self.slow_until_ms.load(Ordering::Relaxed)
+            }
+        }
+    }
+
+    /// A connect check took `took`: a slow one sends `auto` to the pool.
+    fn connect_took(&self, took: Duration) {
+        if took > SLOW_CONNECT_CHECK {
+            let window = u64::try_from(SLOW_CONNECT_WINDOW.as_millis()).unwrap_or(u64::MAX);
+            let until = self.millis_since_epoch().saturating_add(window);
+            self.slow_until_ms.fetch_max(until, Ordering::Relaxed);
         }
     }
 
@@ -133,17 +168,29 @@ impl Policy {
             };
             req = req.will(topic, qos, retain);
         }
-        // A connect check may run a slow password hash (tens of ms):
-        // keep it off the async workers.
-        let host = self.host.clone();
-        let outcome = match tokio::task::spawn_blocking(move || host.connect(req)).await {
-            Ok(outcome) => outcome,
-            Err(_) => {
-                self.metrics
-                    .record(Check::Connect, false, started.elapsed());
-                return AuthResult::NotAuthorized;
+        // A connect check may run a slow password hash (tens of ms): see
+        // `ConnectChecks` for which thread runs it.
+        let check = |host: &PolicyHost, req| {
+            let t = Instant::now();
+            let outcome = host.connect(req);
+            (outcome, t.elapsed())
+        };
+        let inline = self.connect_inline();
+        self.metrics.connect_ran(inline);
+        let (outcome, checked_in) = if inline {
+            check(&self.host, req)
+        } else {
+            let host = self.host.clone();
+            match tokio::task::spawn_blocking(move || check(&host, req)).await {
+                Ok(done) => done,
+                Err(_) => {
+                    self.metrics
+                        .record(Check::Connect, false, started.elapsed());
+                    return AuthResult::NotAuthorized;
+                }
             }
         };
+        self.connect_took(checked_in);
         let took = started.elapsed();
         match outcome {
             Ok(session) => {

@@ -37,7 +37,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 
-pub use config::Config;
+pub use config::{Config, ConnectChecks};
 use front::{Front, Registry};
 use hooks::{Policy, PolicyHandler, RetainStore, SharedChooser};
 use metrics::Metrics;
@@ -113,6 +113,7 @@ impl Broker {
             scx.clone(),
             registry.clone(),
             metrics.clone(),
+            config.connect_checks,
         ));
         *scx.extends.retain_mut().await = Box::new(RetainStore(Arc::new(
             rmqtt::retain::DefaultRetainStorage::new(),

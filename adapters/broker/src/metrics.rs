@@ -66,6 +66,9 @@ pub struct Metrics {
     refused_other: AtomicU64,
     reload_ok: AtomicU64,
     reload_failed: AtomicU64,
+    /// Connect checks run on an async worker, and on the blocking pool.
+    connect_inline: AtomicU64,
+    connect_pooled: AtomicU64,
 }
 
 impl Metrics {
@@ -85,6 +88,24 @@ impl Metrics {
         s.buckets[bucket].fetch_add(1, Ordering::Relaxed);
         let nanos = u64::try_from(took.as_nanos()).unwrap_or(u64::MAX);
         s.nanos.fetch_add(nanos, Ordering::Relaxed);
+    }
+
+    /// A connect check ran on an async worker (`inline`) or the blocking pool.
+    pub fn connect_ran(&self, inline: bool) {
+        let counter = if inline {
+            &self.connect_inline
+        } else {
+            &self.connect_pooled
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Connect checks so far as (on a worker, on the blocking pool).
+    pub fn connect_threads(&self) -> (u64, u64) {
+        (
+            self.connect_inline.load(Ordering::Relaxed),
+            self.connect_pooled.load(Ordering::Relaxed),
+        )
     }
 
     pub fn open_connection(&self) {
@@ -190,6 +211,15 @@ impl Metrics {
         }
         let _ = writeln!(
             out,
+            "# HELP mqtt_policy_broker_connect_checks_total Connect checks by the thread that ran them (see connect_checks).\n\
+             # TYPE mqtt_policy_broker_connect_checks_total counter\n\
+             mqtt_policy_broker_connect_checks_total{{thread=\"worker\"}} {}\n\
+             mqtt_policy_broker_connect_checks_total{{thread=\"pool\"}} {}",
+            load(&self.connect_inline),
+            load(&self.connect_pooled)
+        );
+        let _ = writeln!(
+            out,
             "# HELP mqtt_policy_broker_check_seconds Latency of chain checks as the broker sees them.\n\
              # TYPE mqtt_policy_broker_check_seconds histogram"
         );
@@ -234,7 +264,7 @@ impl Metrics {
         }
         let _ = writeln!(
             out,
-            "# HELP mqtt_policy_policy_seconds_total Time spent per policy of the live chain.\n\
+            "# HELP mqtt_policy_policy_seconds_total Time spent per policy of the live chain (topic checks timed one in 8, scaled).\n\
              # TYPE mqtt_policy_policy_seconds_total counter"
         );
         for (policy, s) in &stats {

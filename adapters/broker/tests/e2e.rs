@@ -867,7 +867,8 @@ fn bad_input_closes_the_connection_and_leaks_nothing() {
     assert!(closed(s), "oversized packet closed");
     // Over the connection limit: closed at accept, the others are served.
     let held: Vec<_> = (0..8).map(|_| raw_connect(port)).collect();
-    assert!(eventually(T, || b.broker().state().connections == 8));
+    let ok = eventually(T, || b.broker().state().connections == 8);
+    assert!(ok, "state {:?}", b.broker().state());
     assert!(closed(raw_connect(port)), "ninth connection closed");
     drop(held);
     assert_eq!(

@@ -14,7 +14,8 @@
 //!      "attributes": {"site": "plant-1"}}          // optional, granted on allow
 //!   ],
 //!   "password_file": "alice:$7$101$...\nbob:$argon2id$...\n",  // optional: the TEXT of a Mosquitto password_file
-//!   "unknown_user": "defer"                        // or "deny": unknown username, or none
+//!   "unknown_user": "defer",                       // or "deny": unknown username, or none
+//!   "remember_verified": true                      // see "Remembered passwords"; false to hash every connect
 //! }
 //! ```
 //! `password_file` is the content of the file, not its path: a policy has no
@@ -111,6 +112,27 @@
 //! denied, so response time does not tell which usernames exist; with
 //! `"defer"` (the default) it is left to the next policy (`jwt`, `thumbprint`)
 //! at no cost.
+//!
+//! # Remembered passwords
+//!
+//! A device that reconnects (a flaky link, a broker-side takeover) sends the
+//! same password again, and with argon2id each reconnect would cost tens of
+//! milliseconds of CPU. So after a password verifies, each policy instance
+//! keeps one HMAC-SHA256 tag of it per user, under a 256-bit key drawn when
+//! the instance starts; the next connect of that user with the same password
+//! is allowed after one HMAC (microseconds) instead of the stored hash. A
+//! different password, a wrong one, or a user not yet seen by this instance
+//! is checked against the stored hash as always, so a guess costs an
+//! attacker exactly what it did. Nothing outlives the instance: a reload
+//! (an edited password file) starts new instances with nothing remembered.
+//! Memory is one tag per configured user.
+//!
+//! The trade-off: while it lives, an instance's memory holds a fast-to-test
+//! tag (and its key) of each user's last good password, where without this
+//! it holds only the slow stored hash (and, for the length of a check, the
+//! password itself). Whoever can read a policy instance's memory can then
+//! test guesses for those users at HMAC speed. Set `"remember_verified":
+//! false` to hash on every connect.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -177,6 +199,12 @@ struct Config {
     password_file: Option<String>,
     #[serde(default)]
     unknown_user: UnknownUser,
+    #[serde(default = "yes")]
+    remember_verified: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// A stored password hash, decoded once at load.
@@ -521,6 +549,70 @@ pub struct PasswordPolicy {
     users: Vec<User>,
     by_name: HashMap<String, usize>,
     unknown_user: UnknownUser,
+    /// `None` when `remember_verified` is off.
+    remembered: Option<Remembered>,
+}
+
+/// The password each user last connected with, as an HMAC-SHA256 tag under
+/// a key drawn when the instance starts (see "Remembered passwords" in the
+/// module docs). One slot per configured user, so it is bounded by the
+/// config, not by clients.
+struct Remembered {
+    key: [u8; 32],
+    tags: std::sync::Mutex<Vec<Option<[u8; 32]>>>,
+}
+
+impl Remembered {
+    fn new(users: usize) -> Self {
+        use std::hash::{BuildHasher as _, Hasher as _};
+        // std seeds each `RandomState` from the host's `wasi:random`; four
+        // of them give 256 bits that differ per instance. (The key keeps
+        // tags from matching across instances and users; see the docs for
+        // what it does not protect.)
+        let mut key = [0u8; 32];
+        for (i, chunk) in key.chunks_mut(8).enumerate() {
+            let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+            h.write_usize(i);
+            chunk.copy_from_slice(&h.finish().to_le_bytes());
+        }
+        Remembered {
+            key,
+            tags: std::sync::Mutex::new(vec![None; users]),
+        }
+    }
+
+    fn tag(&self, user: usize, password: &[u8]) -> [u8; 32] {
+        use hmac::Mac as _;
+        let mut mac = match hmac::Hmac::<sha2::Sha256>::new_from_slice(&self.key) {
+            Ok(mac) => mac,
+            // HMAC takes keys of any length; never reached.
+            Err(_) => return [0; 32],
+        };
+        mac.update(&(user as u64).to_le_bytes());
+        mac.update(password);
+        mac.finalize().into_bytes().into()
+    }
+
+    fn tags(&self) -> std::sync::MutexGuard<'_, Vec<Option<[u8; 32]>>> {
+        self.tags.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Is `password` the one `user` last connected with?
+    fn knows(&self, user: usize, password: &[u8]) -> bool {
+        let tag = self.tag(user, password);
+        self.tags()
+            .get(user)
+            .copied()
+            .flatten()
+            .is_some_and(|kept| bool::from(kept.ct_eq(&tag)))
+    }
+
+    fn remember(&self, user: usize, password: &[u8]) {
+        let tag = self.tag(user, password);
+        if let Some(slot) = self.tags().get_mut(user) {
+            *slot = Some(tag);
+        }
+    }
 }
 
 fn add_user(
@@ -639,6 +731,9 @@ impl Policy for PasswordPolicy {
             );
         }
         Ok(PasswordPolicy {
+            remembered: config
+                .remember_verified
+                .then(|| Remembered::new(users.len())),
             users,
             by_name,
             unknown_user: config.unknown_user,
@@ -660,7 +755,11 @@ impl Policy for PasswordPolicy {
         };
         // An absent password is hashed as empty so it costs what a wrong one does.
         let password = request.password.as_deref().unwrap_or_default();
-        let Some(user) = self.by_name.get(username).and_then(|&i| self.users.get(i)) else {
+        let found = self
+            .by_name
+            .get(username)
+            .and_then(|&i| Some((i, self.users.get(i)?)));
+        let Some((index, user)) = found else {
             return match self.unknown_user {
                 UnknownUser::Defer => ConnectVerdict::Defer,
                 UnknownUser::Deny => {
@@ -676,8 +775,20 @@ impl Policy for PasswordPolicy {
                 }
             };
         };
-        if user.hash.verify(password) && request.password.is_some() {
-            return allow_connect(user.grant.clone());
+        if request.password.is_some() {
+            let remembered = self.remembered.as_ref();
+            if remembered.is_some_and(|r| r.knows(index, password)) {
+                return allow_connect(user.grant.clone());
+            }
+            if user.hash.verify(password) {
+                if let Some(r) = remembered {
+                    r.remember(index, password);
+                }
+                return allow_connect(user.grant.clone());
+            }
+        } else {
+            // The same work as a wrong password (see the module docs).
+            std::hint::black_box(user.hash.verify(password));
         }
         log::info(
             "wrong password",

@@ -521,3 +521,70 @@ fn new_hashes_print_as_the_lines_they_parse_from() -> Result<(), String> {
     );
     Ok(())
 }
+
+#[test]
+fn remembered_passwords_let_the_same_password_in_and_nothing_else() -> Result<(), String> {
+    let file = format!("{ALICE_7}\n{BOB_7}\n");
+    let p = PasswordPolicy::new(&config(serde_json::json!([]), &file, "deny"))?;
+    let r = p
+        .remembered
+        .as_ref()
+        .ok_or("remembering is on by default")?;
+    let (alice, bob) = (p.by_name["alice"], p.by_name["bob"]);
+    assert!(!r.knows(alice, b"secret"), "nothing before a connect");
+
+    // A wrong password is not remembered.
+    assert!(is_bad_password(
+        &p.connect_check(&connect(Some("alice"), Some(b"nope")))
+    ));
+    assert!(!r.knows(alice, b"nope"));
+
+    // The right one is, for that user only.
+    let ok = p.connect_check(&connect(Some("alice"), Some(b"secret")));
+    assert!(matches!(ok, ConnectVerdict::Allow(_)));
+    assert!(r.knows(alice, b"secret"));
+    assert!(!r.knows(bob, b"secret"));
+    assert!(!r.knows(alice, b"secret "));
+
+    // Remembered: the next connect is allowed with the same grant; other
+    // passwords and other users are checked as before.
+    let again = p.connect_check(&connect(Some("alice"), Some(b"secret")));
+    assert_eq!(again, ok);
+    assert!(is_bad_password(
+        &p.connect_check(&connect(Some("alice"), Some(b"secreT")))
+    ));
+    assert!(is_bad_password(
+        &p.connect_check(&connect(Some("alice"), None))
+    ));
+    assert!(is_bad_password(
+        &p.connect_check(&connect(Some("bob"), Some(b"secret")))
+    ));
+    assert!(matches!(
+        p.connect_check(&connect(Some("bob"), Some(b"hunter2 with spaces"))),
+        ConnectVerdict::Allow(_)
+    ));
+
+    // Two instances draw different keys.
+    let q = PasswordPolicy::new(&config(serde_json::json!([]), &file, "deny"))?;
+    let s = q.remembered.as_ref().ok_or("on")?;
+    assert_ne!(r.key, s.key);
+    assert_ne!(r.tag(alice, b"secret"), s.tag(alice, b"secret"));
+    Ok(())
+}
+
+#[test]
+fn remembering_can_be_turned_off() -> Result<(), String> {
+    let cfg = serde_json::json!({"password_file": ALICE_7, "remember_verified": false}).to_string();
+    let p = PasswordPolicy::new(&cfg)?;
+    assert!(p.remembered.is_none());
+    for _ in 0..2 {
+        assert!(matches!(
+            p.connect_check(&connect(Some("alice"), Some(b"secret"))),
+            ConnectVerdict::Allow(_)
+        ));
+    }
+    assert!(is_bad_password(
+        &p.connect_check(&connect(Some("alice"), Some(b"x")))
+    ));
+    Ok(())
+}

@@ -5,6 +5,8 @@
 //! bounded waits (killed on drop).
 #![allow(dead_code)]
 
+pub mod raw;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -118,11 +120,17 @@ impl Drop for Running {
 }
 
 pub fn config_toml(env: &Env, limits: &str) -> String {
+    config_toml_with(env, "", limits)
+}
+
+/// The test config with `top` (top-level keys) and `limits`.
+pub fn config_toml_with(env: &Env, top: &str, limits: &str) -> String {
     format!(
         r#"
 chain = {chain}
 cache_dir = {cache}
 metrics = "127.0.0.1:0"
+{top}
 [limits]
 {limits}
 [[listener]]
@@ -165,7 +173,12 @@ pub fn start(env: &Env) -> Running {
 }
 
 pub fn start_with(env: &Env, limits: &str) -> Running {
-    let config = Config::parse(&config_toml(env, limits)).expect("config");
+    start_configured(env, "", limits)
+}
+
+/// A broker with `top` (top-level config keys) and `limits`.
+pub fn start_configured(env: &Env, top: &str, limits: &str) -> Running {
+    let config = Config::parse(&config_toml_with(env, top, limits)).expect("config");
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

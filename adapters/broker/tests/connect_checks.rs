@@ -1,0 +1,63 @@
+//! `connect_checks`: which thread runs a connect check, seen through the
+//! broker's counters while a real MQTT 5 client connects over loopback.
+//! `inline` keeps every check on the async workers, `pool` sends every one
+//! to the blocking pool, and `auto` moves to the pool once a check is slow
+//! (here a wrong password against an argon2id hash, ~35 ms, never
+//! remembered) and stays there for the window.
+
+mod common;
+
+use common::raw::Client;
+use common::*;
+
+/// `n` connects of the `legacy` user (a `$7$` hash, remembered after the
+/// first) and the (worker, pool) counts they added.
+fn fast_connects(b: &Running, n: u64) -> (u64, u64) {
+    let before = b.broker().metrics().connect_threads();
+    for i in 0..n {
+        Client::connect(
+            b.port("tcp"),
+            &format!("fast-{i}"),
+            Some(("legacy", "legacy-password")),
+        );
+    }
+    let after = b.broker().metrics().connect_threads();
+    (after.0 - before.0, after.1 - before.1)
+}
+
+/// A connect that is refused after a full argon2id hash.
+fn slow_connect(b: &Running) {
+    let (_, code) = Client::try_connect(b.port("tcp"), "slow", Some(("demo", "wrong")));
+    assert_eq!(code, 0x86, "bad username or password");
+}
+
+#[test]
+fn inline_and_pool_do_what_they_say() {
+    let env = env();
+    let b = start_configured(&env, r#"connect_checks = "inline""#, "");
+    slow_connect(&b);
+    assert_eq!(fast_connects(&b, 5), (5, 0));
+    drop(b);
+
+    let b = start_configured(&env, r#"connect_checks = "pool""#, "");
+    assert_eq!(fast_connects(&b, 5), (0, 5));
+}
+
+#[test]
+fn auto_moves_to_the_pool_after_a_slow_check() {
+    let env = env();
+    // The default.
+    let b = start(&env);
+    fast_connects(&b, 3);
+    slow_connect(&b);
+    assert_eq!(
+        fast_connects(&b, 5),
+        (0, 5),
+        "after a slow check every connect check of the window runs on the pool"
+    );
+    let text = b.broker().metrics().render(b.broker().host(), 0, 0);
+    assert!(
+        text.contains("mqtt_policy_broker_connect_checks_total{thread=\"pool\"}"),
+        "{text}"
+    );
+}
