@@ -9,10 +9,16 @@
 #      chain instead of those files,
 #   5. mqtt-policy broker with the sample chain and the sessions' verdict
 #      cache off (every check asks the chain), for the fan-out comparison.
-# Usage: bash bench/load/run.sh [seconds per measurement]
+# Every measurement is repeated in ROUNDS rounds (default 3), each round
+# running every target once in turn, so slow drift of the machine falls on
+# all targets alike; summarize.py reports the median of the rounds (single
+# 8 s runs on this 2-core machine vary by ±10 %, as much as the ratios
+# being measured).
+# Usage: bash bench/load/run.sh [seconds per measurement] [rounds]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 secs="${1:-8}"
+rounds="${2:-3}"
 out=target/bench-broker
 mkdir -p "$out"
 
@@ -145,51 +151,59 @@ sleep 3
 
 results="$out/results.jsonl"
 : > "$results"
-measure() { # label, args...
-  local label=$1; shift
+measure() { # target, scenario, mqtt-load args...
+  local target=$1 scenario=$2; shift 2
   local r
   sleep 3 # let the broker drain what the last measurement left queued
   r=$("$load" "$@" --seconds "$secs")
-  echo "{\"target\":\"$label\",\"result\":$r}" | tee -a "$results"
+  echo "{\"target\":\"$target\",\"scenario\":\"$scenario\",\"round\":$round,\"result\":$r}" | tee -a "$results"
 }
-for target in chain:21883 none:22883 mosquitto:23883 mosquitto-plugin:24883; do
-  name=${target%%:*}; port=${target##*:}
-  for qos in 0 1; do
-    # As fast as the publishers go (throughput), then at a fixed 4 x 2,500
-    # messages/s (latency without an overloaded queue).
-    measure "$name" throughput --port "$port" --qos "$qos" --publishers 4 --subscribers 4 \
-      --username demo --password demo-password --prefix demo/bench
-    measure "$name" throughput --port "$port" --qos "$qos" --publishers 4 --subscribers 4 \
-      --username demo --password demo-password --prefix demo/bench --rate 2500
+tls_client=(--cafile "$out/ca.pem" --cert "$out/device-1.pem" --key "$out/device-1.key")
+for round in $(seq "$rounds"); do
+  for target in chain:21883 none:22883 mosquitto:23883 mosquitto-plugin:24883; do
+    name=${target%%:*}; port=${target##*:}
+    for qos in 0 1; do
+      # As fast as the publishers go (throughput), then at a fixed 4 x 2,500
+      # messages/s (latency without an overloaded queue).
+      measure "$name" "qos$qos" throughput --port "$port" --qos "$qos" --publishers 4 \
+        --subscribers 4 --username demo --password demo-password --prefix demo/bench
+      measure "$name" "qos$qos-fixed" throughput --port "$port" --qos "$qos" --publishers 4 \
+        --subscribers 4 --username demo --password demo-password --prefix demo/bench --rate 2500
+    done
+    measure "$name" connect-password connect --port "$port" --concurrency 8 \
+      --username legacy --password legacy-password
+    case "$name" in
+      chain)
+        # The same publish load through the TLS listener (password user, no
+        # client certificate): what TLS termination in the front costs.
+        measure "$name" qos0-tls throughput --port $((port + 1)) --cafile "$out/ca.pem" \
+          --qos 0 --publishers 4 --subscribers 4 --username demo --password demo-password \
+          --prefix demo/bench
+        ;&
+      none)
+        measure "$name" connect-jwt connect --port "$port" --concurrency 8 --username JWT \
+          --password "$token"
+        measure "$name" connect-tls connect --port $((port + 1)) --concurrency 8 "${tls_client[@]}"
+        ;;
+      mosquitto-plugin)
+        measure "$name" connect-jwt connect --port "$port" --concurrency 8 --username JWT \
+          --password "$token"
+        measure "$name" connect-tls connect --port 24884 --concurrency 8 "${tls_client[@]}"
+        ;;
+      mosquitto)
+        measure "$name" connect-tls connect --port 23884 --concurrency 8 "${tls_client[@]}"
+        ;;
+    esac
   done
-  measure "$name" connect --port "$port" --concurrency 8 --username legacy --password legacy-password
-  if [ "$name" = chain ]; then
-    # The same publish load through the TLS listener (password user, no client
-    # certificate): what TLS termination in the front costs per message.
-    measure "$name-tls" throughput --port $((port + 1)) --cafile "$out/ca.pem" --qos 0 \
-      --publishers 4 --subscribers 4 --username demo --password demo-password --prefix demo/bench
-  fi
-  if [ "$name" = mosquitto-plugin ]; then
-    measure "$name" connect --port "$port" --concurrency 8 --username JWT --password "$token"
-    measure "$name" connect --port 24884 --concurrency 8 --cafile "$out/ca.pem" \
-      --cert "$out/device-1.pem" --key "$out/device-1.key"
-  elif [ "$name" != mosquitto ]; then
-    measure "$name" connect --port "$port" --concurrency 8 --username JWT --password "$token"
-    measure "$name" connect --port $((port + 1)) --concurrency 8 --cafile "$out/ca.pem" \
-      --cert "$out/device-1.pem" --key "$out/device-1.key"
-  else
-    measure "$name" connect --port 23884 --concurrency 8 --cafile "$out/ca.pem" \
-      --cert "$out/device-1.pem" --key "$out/device-1.key"
-  fi
-done
 
-# Fan-out: 32 subscribers on each message, so every publish is followed by
-# 32 receive checks, mostly repeats the sessions' caches answer. With and
-# without the cache, against no authorization and mosquitto + plugin.
-for target in chain:21883 chain-nocache:25883 none:22883 mosquitto:23883 mosquitto-plugin:24883; do
-  name=${target%%:*}; port=${target##*:}
-  measure "$name-fanout" throughput --port "$port" --qos 0 --publishers 2 --subscribers 32 \
-    --username demo --password demo-password --prefix demo/bench
+  # Fan-out: 32 subscribers on each message, so every publish is followed by
+  # 32 receive checks, mostly repeats the sessions' caches answer. With and
+  # without the cache, against no authorization and mosquitto + plugin.
+  for target in chain:21883 chain-nocache:25883 none:22883 mosquitto:23883 mosquitto-plugin:24883; do
+    name=${target%%:*}; port=${target##*:}
+    measure "$name" fanout throughput --port "$port" --qos 0 --publishers 2 --subscribers 32 \
+      --username demo --password demo-password --prefix demo/bench
+  done
 done
 
 # Memory over 100,000 connect/disconnect cycles (password user, 8 at a time)
@@ -207,5 +221,6 @@ after_100k=$(rss)
 metrics=$(curl -s "http://127.0.0.1:21999/metrics" || true)
 open=$(awk '/^mqtt_policy_broker_connections / { print $2 }' <<<"$metrics")
 sessions=$(awk '/^mqtt_policy_broker_sessions / { print $2 }' <<<"$metrics")
-echo "{\"target\":\"chain\",\"result\":{\"mode\":\"rss\",\"cycles\":100000,\"rss_kib_before\":$before,\"rss_kib_after_10k\":$after_10k,\"rss_kib_after_100k\":$after_100k,\"open_connections_after\":\"${open}\",\"sessions_after\":\"${sessions}\"}}" | tee -a "$results"
+echo "{\"target\":\"chain\",\"scenario\":\"rss\",\"round\":1,\"result\":{\"mode\":\"rss\",\"cycles\":100000,\"rss_kib_before\":$before,\"rss_kib_after_10k\":$after_10k,\"rss_kib_after_100k\":$after_100k,\"open_connections_after\":\"${open}\",\"sessions_after\":\"${sessions}\"}}" | tee -a "$results"
 echo "results in $results"
+python3 bench/load/summarize.py "$results"
