@@ -9,10 +9,11 @@
 //! free list per size class (16, 32, 64, 128 bytes) and hands them out again
 //! first.
 //!
-//! Memory: a cached block is never given back to the system allocator, so a
-//! policy holds at most as many small blocks as it ever had live at once
-//! (and the host's memory limit still bounds the whole instance). Larger
-//! blocks and over-aligned ones go straight to the system allocator.
+//! Memory: a cached block is never given back to the system allocator and
+//! never changes class, so an instance keeps, per size class, as many small
+//! blocks as it once had live at the same time (and the host's memory limit
+//! still bounds the whole instance). Larger blocks and over-aligned ones go
+//! straight to the system allocator.
 //!
 //! The SDK installs it as the global allocator of a policy built for wasm
 //! (feature `small-alloc`, on by default). A policy with its own

@@ -371,7 +371,7 @@ impl Chain {
             }
             None => {
                 self.walk(
-                    true,
+                    Some(1),
                     |p| p.connect_check(request).map(|v| (v, VerdictLifetime::None)),
                     |verdict| match verdict {
                         ConnectVerdict::Allow(grant) => {
@@ -457,9 +457,10 @@ impl Chain {
 
     /// Ask the policies in order; the decision and how long it holds (the
     /// shortest lifetime of the verdicts it rests on).
+    /// `timing`: time this check, counting its time this many times.
     fn walk<V, A>(
         &self,
-        timed: bool,
+        timing: Option<u32>,
         ask: impl Fn(&dyn Policy) -> Result<(V, VerdictLifetime), PolicyError>,
         interpret: impl Fn(V) -> (StepResult, Step2<A>),
         allow_on_failure: A,
@@ -469,7 +470,7 @@ impl Chain {
         let mut lifetime = VerdictLifetime::Session;
         // One clock read per policy: each policy's time ends where the
         // next one's starts.
-        let mut started = timed.then(Instant::now);
+        let mut started = timing.map(|_| Instant::now());
         for entry in &self.entries {
             let admission = entry.breaker.admit();
             let answer = match admission {
@@ -484,10 +485,10 @@ impl Chain {
                     answer
                 }
             };
-            let spent = started.map(|since| {
+            let spent = started.zip(timing).map(|(since, weight)| {
                 let now = Instant::now();
                 started = Some(now);
-                now.saturating_duration_since(since)
+                (now.saturating_duration_since(since), weight)
             });
             let step = match answer {
                 Ok((verdict, lasts)) => {

@@ -18,8 +18,7 @@ struct Counters {
     deny: AtomicU64,
     defer: AtomicU64,
     error: AtomicU64,
-    /// Checks whose time was measured, and their total time.
-    timed: AtomicU64,
+    /// Time measured, each sample weighted by the checks it stands for.
     nanos: AtomicU64,
     circuit_opens: AtomicU64,
     short_circuits: AtomicU64,
@@ -33,8 +32,8 @@ pub struct StatsSnapshot {
     pub defer: u64,
     pub error: u64,
     /// Total time spent in this policy's checks: exact for connect checks;
-    /// topic checks are timed one in [`TOPIC_TIMING_EVERY`] and their share
-    /// is scaled up from that sample.
+    /// topic checks are timed one in [`TOPIC_TIMING_EVERY`] per thread and
+    /// each timed one counts that many times. Only ever grows.
     pub time_spent: Duration,
     /// Times the policy's circuit breaker opened (see `[breaker]`).
     pub circuit_opens: u64,
@@ -53,16 +52,16 @@ impl StatsSnapshot {
 /// Topic checks timed per policy: one in this many (per thread).
 pub const TOPIC_TIMING_EVERY: u32 = 8;
 
-/// Should this topic check be timed? A per-thread count, so no shared
-/// write on the hot path.
-pub(crate) fn sample_topic_timing() -> bool {
+/// Should this topic check be timed, and for how many checks does its time
+/// count? A per-thread count, so no shared write on the hot path.
+pub(crate) fn sample_topic_timing() -> Option<u32> {
     thread_local! {
         static COUNT: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
     }
     COUNT.with(|c| {
         let n = c.get().wrapping_add(1);
         c.set(n);
-        n % TOPIC_TIMING_EVERY == 1
+        (n % TOPIC_TIMING_EVERY == 1).then_some(TOPIC_TIMING_EVERY)
     })
 }
 
@@ -75,8 +74,9 @@ pub(crate) enum Tally {
 }
 
 impl PolicyStats {
-    /// Count a check, and its time if it was measured.
-    pub(crate) fn record(&self, tally: Tally, spent: Option<Duration>) {
+    /// Count a check, and its time if it was measured, times the number of
+    /// checks that sample stands for.
+    pub(crate) fn record(&self, tally: Tally, spent: Option<(Duration, u32)>) {
         let c = self.stripes.local();
         let counter = match tally {
             Tally::Allow => &c.allow,
@@ -85,9 +85,10 @@ impl PolicyStats {
             Tally::Error => &c.error,
         };
         counter.fetch_add(1, Ordering::Relaxed);
-        if let Some(spent) = spent {
-            let nanos = u64::try_from(spent.as_nanos()).unwrap_or(u64::MAX);
-            c.timed.fetch_add(1, Ordering::Relaxed);
+        if let Some((spent, weight)) = spent {
+            let nanos = u64::try_from(spent.as_nanos())
+                .unwrap_or(u64::MAX)
+                .saturating_mul(u64::from(weight));
             c.nanos.fetch_add(nanos, Ordering::Relaxed);
         }
     }
@@ -113,26 +114,12 @@ impl PolicyStats {
                 .map(|c| f(c).load(Ordering::Relaxed))
                 .fold(0, u64::wrapping_add)
         };
-        let (allow, deny, defer, error) = (
-            sum(|c| &c.allow),
-            sum(|c| &c.deny),
-            sum(|c| &c.defer),
-            sum(|c| &c.error),
-        );
-        let checks = allow + deny + defer + error;
-        let (timed, nanos) = (sum(|c| &c.timed), sum(|c| &c.nanos));
-        // The measured time, scaled to every check (exact when all were
-        // timed). u128: nanos × checks can pass u64.
-        let scaled = match timed {
-            0 => 0,
-            t => u128::from(nanos) * u128::from(checks.max(t)) / u128::from(t),
-        };
         StatsSnapshot {
-            allow,
-            deny,
-            defer,
-            error,
-            time_spent: Duration::from_nanos(u64::try_from(scaled).unwrap_or(u64::MAX)),
+            allow: sum(|c| &c.allow),
+            deny: sum(|c| &c.deny),
+            defer: sum(|c| &c.defer),
+            error: sum(|c| &c.error),
+            time_spent: Duration::from_nanos(sum(|c| &c.nanos)),
             circuit_opens: sum(|c| &c.circuit_opens),
             short_circuits: sum(|c| &c.short_circuits),
         }
@@ -202,5 +189,29 @@ mod tests {
         assert_eq!(&admitted[..3], &[Some(0), Some(0), Some(0)]);
         assert!(admitted[3..].iter().all(Option::is_none));
         assert_eq!(gate.suppressed.load(Ordering::Relaxed), 7);
+    }
+
+    #[test]
+    fn sampled_time_counts_for_the_checks_it_stands_for() {
+        let s = PolicyStats::default();
+        s.record(Tally::Allow, Some((Duration::from_millis(35), 1)));
+        s.record(
+            Tally::Defer,
+            Some((Duration::from_micros(1), TOPIC_TIMING_EVERY)),
+        );
+        let mut last = s.snapshot().time_spent;
+        for _ in 1..TOPIC_TIMING_EVERY {
+            s.record(Tally::Defer, None);
+            // A counter: never goes down.
+            assert!(s.snapshot().time_spent >= last);
+            last = s.snapshot().time_spent;
+        }
+        let snap = s.snapshot();
+        assert_eq!(snap.checks(), 1 + u64::from(TOPIC_TIMING_EVERY));
+        assert_eq!(
+            snap.time_spent,
+            Duration::from_millis(35) + Duration::from_micros(u64::from(TOPIC_TIMING_EVERY)),
+            "the connect check exactly, the topic checks by their sample"
+        );
     }
 }

@@ -47,8 +47,9 @@ fn yes() -> bool {
 pub enum ConnectChecks {
     /// On the async worker while connect checks are fast; for
     /// [`SLOW_CONNECT_WINDOW`] after one took longer than
-    /// [`SLOW_CONNECT_CHECK`], on the blocking pool. At most one slow check
-    /// per window then runs on a worker.
+    /// [`SLOW_CONNECT_CHECK`], on the blocking pool. Per window, at most
+    /// the slow checks that started before the first of them finished run
+    /// on workers (one per worker).
     #[default]
     Auto,
     /// Always on tokio's blocking pool: a thread hand-off per connect.

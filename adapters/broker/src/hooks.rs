@@ -177,18 +177,20 @@ impl Policy {
         };
         let inline = self.connect_inline();
         self.metrics.connect_ran(inline);
-        let (outcome, checked_in) = if inline {
-            check(&self.host, req)
+        // Either way a panic in the check is a refusal, not a dead task.
+        let done = if inline {
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| check(&self.host, req)))
+                .map_err(drop)
         } else {
             let host = self.host.clone();
-            match tokio::task::spawn_blocking(move || check(&host, req)).await {
-                Ok(done) => done,
-                Err(_) => {
-                    self.metrics
-                        .record(Check::Connect, false, started.elapsed());
-                    return AuthResult::NotAuthorized;
-                }
-            }
+            tokio::task::spawn_blocking(move || check(&host, req))
+                .await
+                .map_err(drop)
+        };
+        let Ok((outcome, checked_in)) = done else {
+            self.metrics
+                .record(Check::Connect, false, started.elapsed());
+            return AuthResult::NotAuthorized;
         };
         self.connect_took(checked_in);
         let took = started.elapsed();

@@ -118,21 +118,25 @@
 //! A device that reconnects (a flaky link, a broker-side takeover) sends the
 //! same password again, and with argon2id each reconnect would cost tens of
 //! milliseconds of CPU. So after a password verifies, each policy instance
-//! keeps one HMAC-SHA256 tag of it per user, under a 256-bit key drawn when
-//! the instance starts; the next connect of that user with the same password
-//! is allowed after one HMAC (microseconds) instead of the stored hash. A
-//! different password, a wrong one, or a user not yet seen by this instance
-//! is checked against the stored hash as always, so a guess costs an
-//! attacker exactly what it did. Nothing outlives the instance: a reload
-//! (an edited password file) starts new instances with nothing remembered.
-//! Memory is one tag per configured user.
+//! keeps one HMAC-SHA256 tag of it per user, under a key derived from the
+//! instance's random hash seed (128 bits; the host fills it from its OS
+//! random source); the next connect of that user with the same password
+//! that reaches the same instance is allowed after one HMAC (microseconds)
+//! instead of the stored hash. The host keeps several warm instances, so
+//! each verifies a user once before it remembers them. A different
+//! password, a wrong one, or a user not yet seen by this instance is checked
+//! against the stored hash as always, so a guess costs an attacker exactly
+//! what it did. Nothing outlives the instance: a reload (an edited password
+//! file) starts new instances with nothing remembered. Memory is one tag
+//! per configured user.
 //!
 //! The trade-off: while it lives, an instance's memory holds a fast-to-test
-//! tag (and its key) of each user's last good password, where without this
-//! it holds only the slow stored hash (and, for the length of a check, the
-//! password itself). Whoever can read a policy instance's memory can then
-//! test guesses for those users at HMAC speed. Set `"remember_verified":
-//! false` to hash on every connect.
+//! tag (and its key) of each user's last good password, beside the slow
+//! stored hashes. (Passwords a check received are freed, not scrubbed, so
+//! instance memory may hold recent ones until reused, with or without
+//! this.) Whoever can read a policy instance's memory can test guesses for
+//! remembered users at HMAC speed. Set `"remember_verified": false` to hash
+//! on every connect.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -565,10 +569,12 @@ struct Remembered {
 impl Remembered {
     fn new(users: usize) -> Self {
         use std::hash::{BuildHasher as _, Hasher as _};
-        // std seeds each `RandomState` from the host's `wasi:random`; four
-        // of them give 256 bits that differ per instance. (The key keeps
-        // tags from matching across instances and users; see the docs for
-        // what it does not protect.)
+        // std seeds `RandomState` once per instance from the host (128 bits,
+        // `wasi:random/insecure-seed`, which this host fills from its OS
+        // random source) and steps it for each new one; hashing with four
+        // of them spreads that seed over the key. (The key keeps tags from
+        // matching across instances; see the docs for what it does not
+        // protect.)
         let mut key = [0u8; 32];
         for (i, chunk) in key.chunks_mut(8).enumerate() {
             let mut h = std::collections::hash_map::RandomState::new().build_hasher();

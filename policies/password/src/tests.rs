@@ -564,7 +564,8 @@ fn remembered_passwords_let_the_same_password_in_and_nothing_else() -> Result<()
         ConnectVerdict::Allow(_)
     ));
 
-    // Two instances draw different keys.
+    // Two instances have different keys (here: two policies in one process,
+    // whose hash seeds differ by std's per-`RandomState` step).
     let q = PasswordPolicy::new(&config(serde_json::json!([]), &file, "deny"))?;
     let s = q.remembered.as_ref().ok_or("on")?;
     assert_ne!(r.key, s.key);
