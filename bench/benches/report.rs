@@ -455,37 +455,63 @@ fn passwords(engine: &PolicyEngine) -> anyhow::Result<()> {
     let sha512_line = "sha512:$6$0DPKm36CW55P2rQ/$wcE9A8qL/BPu3OxM3qJPI25kPKMllrRJBhpOdDY6im1BFC02GGJEAKVK1IwRwDPKEnPaXL7uJB4Z1xKZ6mz1cw==";
     let mut file: Vec<String> = lines.iter().map(|(_, u, h)| format!("{u}:{h}")).collect();
     file.push(sha512_line.to_owned());
-    let config = serde_json::json!({ "password_file": file.join("\n") }).to_string();
+    // Every connect hashes: what each format costs. The remembered path
+    // (a user's reconnect to an instance that verified them) is the last row.
+    let config =
+        serde_json::json!({ "password_file": file.join("\n"), "remember_verified": false })
+            .to_string();
+    let remembering = serde_json::json!({ "password_file": file.join("\n") }).to_string();
     let limits = Limits {
         deadline: Duration::from_millis(250),
         ..Limits::default()
     };
-    let wasm = WasmPolicy::from_bytes(
-        engine,
-        "passwords",
-        "password.wasm",
-        &std::fs::read(guests::PASSWORD)?,
-        &config,
-        limits,
-    )?;
-    wasm.prewarm(2).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let native = <password::PasswordPolicy as mqtt_policy_sdk::Policy>::new(&config)
+    let module = std::fs::read(guests::PASSWORD)?;
+    let load = |config: &str| -> anyhow::Result<WasmPolicy> {
+        let policy = WasmPolicy::from_bytes(
+            engine,
+            "passwords",
+            "password.wasm",
+            &module,
+            config,
+            limits,
+        )?;
+        policy.prewarm(2).map_err(|e| anyhow::anyhow!("{e}"))?;
+        Ok(policy)
+    };
+    let hashing = load(&config)?;
+    let remembered = load(&remembering)?;
+    let native_hashing = <password::PasswordPolicy as mqtt_policy_sdk::Policy>::new(&config)
         .map_err(anyhow::Error::msg)?;
+    let native_remembered =
+        <password::PasswordPolicy as mqtt_policy_sdk::Policy>::new(&remembering)
+            .map_err(anyhow::Error::msg)?;
     println!("\n### Connect-check by password hash format (right password, warm instance)\n");
     println!(
         "| hash | wasm median | wasm p99 | native median | native p99 | wasm/native | wasm connects/s, 2 threads |"
     );
     println!("|---|---|---|---|---|---|---|");
-    let mut cases: Vec<(&str, &str, &[u8])> = lines
+    let mut cases: Vec<(&str, &str, &[u8], bool)> = lines
         .iter()
-        .map(|(what, user, _)| (*what, *user, b"pw".as_slice()))
+        .map(|(what, user, _)| (*what, *user, b"pw".as_slice(), false))
         .collect();
     cases.push((
         "`$6$` salted SHA-512 (`mosquitto_passwd -H sha512`, accepted with a warning)",
         "sha512",
         b"secret",
+        false,
     ));
-    for (what, user, password) in cases {
+    cases.push((
+        "argon2id, password remembered (`remember_verified`, default: a reconnect to an instance that verified it)",
+        "argon2",
+        b"pw",
+        true,
+    ));
+    for (what, user, password, remember) in cases {
+        let (wasm, native) = if remember {
+            (&remembered, &native_remembered)
+        } else {
+            (&hashing, &native_hashing)
+        };
         let request = ConnectRequest::new("bench")
             .username(user)
             .password(password);

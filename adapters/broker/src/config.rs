@@ -47,7 +47,8 @@ fn yes() -> bool {
 pub enum ConnectChecks {
     /// On the async worker while connect checks are fast; for
     /// [`SLOW_CONNECT_WINDOW`] after one took longer than
-    /// [`SLOW_CONNECT_CHECK`], on the blocking pool. Per window, at most
+    /// [`SLOW_CONNECT_CHECK`], and for the first window after start, on the
+    /// blocking pool. Per window, at most
     /// the slow checks that started before the first of them finished run
     /// on workers (one per worker).
     #[default]

@@ -56,6 +56,11 @@ pub struct Policy {
     epoch: Instant,
 }
 
+/// [`SLOW_CONNECT_WINDOW`] in milliseconds.
+fn window_ms() -> u64 {
+    u64::try_from(SLOW_CONNECT_WINDOW.as_millis()).unwrap_or(u64::MAX)
+}
+
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     // Entries are inserted or removed whole; a poisoned map is consistent.
     m.lock().unwrap_or_else(|p| p.into_inner())
@@ -77,7 +82,10 @@ impl Policy {
             pending: Mutex::new(HashMap::new()),
             online: Mutex::new(HashMap::new()),
             connect_checks,
-            slow_until_ms: AtomicU64::new(0),
+            // `auto` starts on the pool: the first checks create instances
+            // and meet the slow hashes, and inline has to be earned by a
+            // window without a slow check.
+            slow_until_ms: AtomicU64::new(window_ms()),
             epoch: Instant::now(),
         }
     }
@@ -100,8 +108,7 @@ impl Policy {
     /// A connect check took `took`: a slow one sends `auto` to the pool.
     fn connect_took(&self, took: Duration) {
         if took > SLOW_CONNECT_CHECK {
-            let window = u64::try_from(SLOW_CONNECT_WINDOW.as_millis()).unwrap_or(u64::MAX);
-            let until = self.millis_since_epoch().saturating_add(window);
+            let until = self.millis_since_epoch().saturating_add(window_ms());
             self.slow_until_ms.fetch_max(until, Ordering::Relaxed);
         }
     }

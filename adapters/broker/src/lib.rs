@@ -37,7 +37,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 
-pub use config::{Config, ConnectChecks};
+pub use config::{Config, ConnectChecks, SLOW_CONNECT_CHECK, SLOW_CONNECT_WINDOW};
 use front::{Front, Registry};
 use hooks::{Policy, PolicyHandler, RetainStore, SharedChooser};
 use metrics::Metrics;

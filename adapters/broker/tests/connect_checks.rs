@@ -1,9 +1,10 @@
 //! `connect_checks`: which thread runs a connect check, seen through the
 //! broker's counters while a real MQTT 5 client connects over loopback.
 //! `inline` keeps every check on the async workers, `pool` sends every one
-//! to the blocking pool, and `auto` moves to the pool once a check is slow
-//! (here a wrong password against an argon2id hash, ~35 ms, never
-//! remembered) and stays there for the window.
+//! to the blocking pool, and `auto` starts on the pool, runs checks inline
+//! after a window without a slow one, and moves back to the pool once a
+//! check is slow (here a wrong password against an argon2id hash, ~35 ms,
+//! never remembered) for the next window.
 
 mod common;
 
@@ -44,11 +45,15 @@ fn inline_and_pool_do_what_they_say() {
 }
 
 #[test]
-fn auto_moves_to_the_pool_after_a_slow_check() {
+fn auto_starts_on_the_pool_and_moves_to_the_pool_after_a_slow_check() {
     let env = env();
     // The default.
     let b = start(&env);
-    fast_connects(&b, 3);
+    assert_eq!(
+        fast_connects(&b, 3),
+        (0, 3),
+        "the first window after start runs on the pool"
+    );
     slow_connect(&b);
     assert_eq!(
         fast_connects(&b, 5),
@@ -59,5 +64,23 @@ fn auto_moves_to_the_pool_after_a_slow_check() {
     assert!(
         text.contains("mqtt_policy_broker_connect_checks_total{thread=\"pool\"}"),
         "{text}"
+    );
+}
+
+#[test]
+fn auto_runs_checks_inline_once_a_window_passed_without_a_slow_one() {
+    let env = env();
+    let b = start(&env);
+    // Instances made and `legacy` remembered, all on the pool.
+    fast_connects(&b, 3);
+    std::thread::sleep(
+        mqtt_policy_broker::SLOW_CONNECT_WINDOW + std::time::Duration::from_millis(500),
+    );
+    // The first check after the window runs inline whatever it costs; the
+    // others too unless one of them was slow (a loaded machine).
+    let (worker, pool) = fast_connects(&b, 5);
+    assert!(
+        worker >= 1,
+        "inline after a quiet window: {worker} on workers, {pool} on the pool"
     );
 }
