@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use libfuzzer_sys::fuzz_target;
 use mqtt_policy_cli::check;
-use mqtt_policy_host::{Chain, ConnectRequest, ConnectVerdict, Grant, Policy, PolicyError, PolicyHost, TopicRequest, TopicVerdict};
+use mqtt_policy_host::{Chain, ConnectRequest, ConnectVerdict, Grant, Policy, PolicyError, PolicyHost, RequestBounds, TopicRequest, TopicVerdict};
 
 struct AllowAll;
 
@@ -33,6 +33,10 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(report.connect.verdict, "deny", "malformed certificate allowed");
         assert_eq!(report.connect.decided_by, "(host)");
         assert!(report.topics.is_empty());
+    } else if RequestBounds::default().check_connect(&prepared.connect).is_err() {
+        // Over a bound (a client id over 1 KiB, ...): refused before any policy.
+        assert_eq!(report.connect.verdict, "deny", "request over a bound allowed");
+        assert_eq!(report.connect.decided_by, "(host)");
     } else {
         assert_eq!(report.connect.verdict, "allow");
     }
