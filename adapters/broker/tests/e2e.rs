@@ -871,6 +871,8 @@ fn bad_input_closes_the_connection_and_leaks_nothing() {
     assert!(ok, "state {:?}", b.broker().state());
     assert!(closed(raw_connect(port)), "ninth connection closed");
     drop(held);
+    // Served again once the front has seen them go.
+    assert!(eventually(T, || b.broker().state().connections == 0));
     assert_eq!(
         mosq_connack(port, "mqttv5", &["-u", "demo", "-P", "demo-password"]),
         Some(0)
@@ -889,7 +891,9 @@ fn bad_input_closes_the_connection_and_leaks_nothing() {
 #[test]
 fn sessions_are_freed_on_disconnect_and_metrics_are_served() {
     let env = env();
-    let b = start(&env);
+    // Fifty cycles of one client id race takeovers; a handshake that loses
+    // one is swept after twice the connect timeout, inside the wait below.
+    let b = start_with(&env, "connect_timeout_ms = 2000");
     let port = b.port("tcp");
     for _ in 0..50 {
         let mut s = raw_connect(port);
