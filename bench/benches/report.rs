@@ -146,6 +146,23 @@ fn main() -> anyhow::Result<()> {
         drop(black_box(f.jwt_native.connect_check(black_box(&native_hs))))
     });
     row("connect-check: JWT HS256", &w, Some(&nat));
+    // The same token again on an instance that verified it (the jwt
+    // policy's default `remember_verified`): a reconnecting client.
+    let mut remembering: serde_json::Value = serde_json::from_str(&f.jwt_config)?;
+    remembering["remember_verified"] = true.into();
+    let remembered =
+        mqtt_policy_bench::wasm_chain(&engine, "jwt", guests::JWT, &remembering.to_string())?;
+    anyhow::ensure!(remembered.connect_check(&f.connect_hs256).is_allowed());
+    let w = latency(n / 4, || {
+        drop(black_box(
+            remembered.connect_check(black_box(&f.connect_hs256)),
+        ))
+    });
+    row(
+        "connect-check: JWT HS256, token remembered (`remember_verified`, default)",
+        &w,
+        None,
+    );
     let m = (n / 100).max(100);
     let w = latency(m, || {
         drop(black_box(

@@ -9,7 +9,7 @@
 #      chain instead of those files,
 #   5. mqtt-policy broker with the sample chain and the sessions' verdict
 #      cache off (every check asks the chain), for the fan-out comparison.
-# Every measurement is repeated in ROUNDS rounds (default 3), each round
+# Every measurement is repeated in ROUNDS rounds (default 5), each round
 # running every target once in turn, so slow drift of the machine falls on
 # all targets alike; summarize.py reports the median of the rounds (single
 # 8 s runs on this 2-core machine vary by ±10 %, as much as the ratios
@@ -18,7 +18,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 secs="${1:-8}"
-rounds="${2:-3}"
+rounds="${2:-5}"
 out=target/bench-broker
 mkdir -p "$out"
 

@@ -2,10 +2,12 @@
 """Summarize bench/load/run.sh results (JSON lines) as the BENCHMARKS.md table.
 
 Each (target, scenario) was measured once per round; the table shows the
-median over the rounds and, for the headline rates, the range. Ratios are of
-medians: the embedded broker with the sample chain against the same broker
-with no authorization, and mosquitto + our plugin against mosquitto's own
-password_file + acl_file.
+median over the rounds and, for the headline rates, the range. Ratios compare
+the embedded broker with the sample chain against the same broker with no
+authorization, and mosquitto + our plugin against mosquitto's own
+password_file + acl_file. Each ratio cell gives the ratio of the medians in
+bold, then the ratio within each round (the two targets of a round ran
+minutes apart, so drift of the machine falls on both) and their median.
 
 Usage: python3 bench/load/summarize.py target/bench-broker/results.jsonl
 """
@@ -41,7 +43,9 @@ def load(path):
             if r.get("scenario") == "rss":
                 rss = r["result"]
             elif "scenario" in r:
-                runs[(r["target"], r["scenario"])].append(r["result"])
+                result = dict(r["result"])
+                result["_round"] = r.get("round")
+                runs[(r["target"], r["scenario"])].append(result)
     return runs, rss
 
 
@@ -66,6 +70,21 @@ def ratio(a, b):
     return f"**{100 * a / b:.0f} %**"
 
 
+def paired(runs_a, runs_b, key):
+    """Ratio of medians, then the per-round ratios and their median."""
+    head = ratio(median(runs_a, key), median(runs_b, key))
+    b_by_round = {r["_round"]: r.get(key) for r in runs_b}
+    per_round = [
+        100 * r[key] / b_by_round[r["_round"]]
+        for r in runs_a
+        if isinstance(r.get(key), (int, float)) and b_by_round.get(r["_round"])
+    ]
+    if len(per_round) < 2:
+        return head
+    rounds = ", ".join(f"{p:.0f}" for p in per_round)
+    return f"{head} (rounds {rounds}; median {statistics.median(per_round):.0f} %)"
+
+
 def latency(runs, kind):
     p50 = median(runs, f"{kind}_p50_ms")
     p99 = median(runs, f"{kind}_p99_ms")
@@ -88,11 +107,11 @@ def main():
         got = {t: runs.get((t, scenario), []) for t in TARGETS}
         if not any(got.values()):
             continue
-        med = {t: median(v, key) for t, v in got.items()}
         print(
             f"| {title} | {rate(got['chain'], key)} | {rate(got['none'], key)} "
-            f"| {ratio(med['chain'], med['none'])} | {rate(got['mosquitto-plugin'], key)} "
-            f"| {rate(got['mosquitto'], key)} | {ratio(med['mosquitto-plugin'], med['mosquitto'])} |"
+            f"| {paired(got['chain'], got['none'], key)} | {rate(got['mosquitto-plugin'], key)} "
+            f"| {rate(got['mosquitto'], key)} "
+            f"| {paired(got['mosquitto-plugin'], got['mosquitto'], key)} |"
         )
         if lat:
             cells = [latency(got[t], lat) for t in TARGETS]
@@ -105,7 +124,7 @@ def main():
             if nocache:
                 print(
                     f"| — the chain broker with the cache off | {rate(nocache, key)} | "
-                    f"| {ratio(median(nocache, key), med['none'])} | | | |"
+                    f"| {paired(nocache, got['none'], key)} | | | |"
                 )
     if rss:
         print(

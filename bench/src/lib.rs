@@ -67,10 +67,12 @@ impl Fixture {
         let ec = key_pair(dir.path(), "ec")?;
         let cert_config =
             json!({"thumbprints": ["00".repeat(20), "11".repeat(32), leaf.sha256]}).to_string();
+        // Every check verifies the signature: the remembered path is its
+        // own row in the report.
         let jwt_config = json!({"keys": [
             {"alg": "HS256", "secret": HS_SECRET},
             {"alg": "ES256", "kid": "ec", "public_key_pem": ec.public_pem},
-        ]})
+        ], "remember_verified": false})
         .to_string();
         let claims =
             json!({"sub": "sensor-17", "exp": now() + 86_400, "topics": ["sensors/sensor-17/#"]});

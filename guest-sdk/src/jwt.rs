@@ -171,6 +171,62 @@ pub struct Verifier {
     leeway_secs: u64,
     require_exp: bool,
     max_token_bytes: usize,
+    /// Tokens whose signature verified, with their claims (see
+    /// [`Verifier::remember_verified`]); `None` when off.
+    remembered: Option<Remembered>,
+}
+
+/// Bounds on the tokens a verifier remembers: a few reconnecting clients'
+/// worth, never more than this in a guest's memory.
+pub const REMEMBER_MAX_TOKENS: usize = 64;
+/// The longest token remembered (longer ones are verified every time).
+pub const REMEMBER_MAX_TOKEN_BYTES: usize = 4 * 1024;
+/// The most token bytes remembered at once.
+pub const REMEMBER_MAX_BYTES: usize = 64 * 1024;
+
+/// Verified tokens, by their exact bytes.
+#[derive(Default)]
+struct Remembered {
+    tokens: std::sync::Mutex<RememberedTokens>,
+}
+
+#[derive(Default)]
+struct RememberedTokens {
+    by_token: std::collections::HashMap<Box<str>, Claims>,
+    bytes: usize,
+}
+
+impl Remembered {
+    fn tokens(&self) -> std::sync::MutexGuard<'_, RememberedTokens> {
+        // Entries are inserted or removed whole: a poisoned map is consistent.
+        self.tokens.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn claims(&self, token: &str) -> Option<Claims> {
+        self.tokens().by_token.get(token).cloned()
+    }
+
+    fn remember(&self, token: &str, claims: &Claims) {
+        if token.len() > REMEMBER_MAX_TOKEN_BYTES {
+            return;
+        }
+        let mut t = self.tokens();
+        if t.by_token.contains_key(token) {
+            return;
+        }
+        // Full: forget everything rather than track ages; the clients that
+        // reconnect are remembered again on their next verify.
+        if t.by_token.len() >= REMEMBER_MAX_TOKENS || t.bytes + token.len() > REMEMBER_MAX_BYTES {
+            t.by_token.clear();
+            t.bytes = 0;
+        }
+        t.bytes += token.len();
+        t.by_token.insert(token.into(), claims.clone());
+    }
+
+    fn len(&self) -> usize {
+        self.tokens().by_token.len()
+    }
 }
 
 impl std::fmt::Debug for Verifier {
@@ -184,6 +240,7 @@ impl std::fmt::Debug for Verifier {
             .field("leeway_secs", &self.leeway_secs)
             .field("require_exp", &self.require_exp)
             .field("max_token_bytes", &self.max_token_bytes)
+            .field("remembered", &self.remembered.as_ref().map(Remembered::len))
             .finish()
     }
 }
@@ -451,7 +508,26 @@ impl Verifier {
             leeway_secs: 30,
             require_exp: true,
             max_token_bytes: MAX_TOKEN_BYTES,
+            remembered: None,
         }
+    }
+
+    /// Remember tokens whose signature verified (default off), so the same
+    /// token presented again (a client reconnecting) skips the signature and
+    /// the parse. Every claim rule (`exp`, `nbf`, `iat`, issuer, audience) is
+    /// still applied on each verify. At most [`REMEMBER_MAX_TOKENS`] tokens of
+    /// up to [`REMEMBER_MAX_TOKEN_BYTES`] each, [`REMEMBER_MAX_BYTES`] in all,
+    /// are kept, compared by their exact bytes. The trade-off: the guest's
+    /// memory then holds recently used tokens (bearer credentials until they
+    /// expire) besides the keys.
+    pub fn remember_verified(mut self, on: bool) -> Self {
+        self.remembered = on.then(Remembered::default);
+        self
+    }
+
+    /// How many tokens are remembered now (see [`Self::remember_verified`]).
+    pub fn remembered_tokens(&self) -> usize {
+        self.remembered.as_ref().map_or(0, Remembered::len)
     }
 
     /// Add a key from its configuration. Errors name what is wrong.
@@ -673,6 +749,9 @@ impl Verifier {
         if token.len() > self.max_token_bytes {
             return Err(JwtError::TooLarge(token.len()));
         }
+        if let Some(claims) = self.remembered.as_ref().and_then(|r| r.claims(token)) {
+            return self.check_claims(claims, now_secs);
+        }
         let header = parse_header(token)?;
         let mut last = JwtError::BadSignature;
         for key in self.candidates(&header)? {
@@ -684,7 +763,13 @@ impl Verifier {
             validation.validate_aud = false;
             validation.required_spec_claims.clear();
             match jsonwebtoken::decode::<UniqueMap>(token, &key.decoding, &validation) {
-                Ok(data) => return self.check_claims(data.claims.0, now_secs),
+                Ok(data) => {
+                    let claims = self.check_claims(data.claims.0, now_secs)?;
+                    if let Some(r) = &self.remembered {
+                        r.remember(token, &claims);
+                    }
+                    return Ok(claims);
+                }
                 Err(e) => match e.kind() {
                     ErrorKind::InvalidSignature => last = JwtError::BadSignature,
                     // Keys are probed at load, so these are not expected; a
@@ -1097,6 +1182,60 @@ MCowBQYDK2VwAyEAV/5/wpJHcY4QkFyM5twd3gGBhet/Qvftw5hafgtBVv8=
         );
         let wrong = sign(r#"{"alg":"HS256"}"#, r#"{"exp":2000}"#, "other");
         assert_eq!(v.verify(&wrong, 1000), Err(JwtError::BadSignature));
+    }
+
+    #[test]
+    fn remembered_tokens_still_meet_every_claim_rule() {
+        let v = hs("s3cret").remember_verified(true);
+        let ok = sign(r#"{"alg":"HS256"}"#, r#"{"sub":"d1","exp":2000}"#, "s3cret");
+        assert!(v.verify(&ok, 1000).is_ok());
+        assert_eq!(v.remembered_tokens(), 1);
+        // Remembered, yet expiry is checked on every verify.
+        assert_eq!(
+            v.verify(&ok, 1500).map(|c| c["sub"].clone()),
+            Ok(Value::from("d1"))
+        );
+        assert_eq!(v.verify(&ok, 2030), Err(JwtError::Expired));
+        // Only the exact bytes: the same token with its signature altered is
+        // verified (and refused), not looked up.
+        let mut forged = ok.clone();
+        let last = if forged.ends_with('A') { "B" } else { "A" };
+        forged.replace_range(forged.len() - 1.., last);
+        assert_eq!(v.verify(&forged, 1000), Err(JwtError::BadSignature));
+        let wrong = sign(r#"{"alg":"HS256"}"#, r#"{"exp":2000}"#, "other");
+        assert_eq!(v.verify(&wrong, 1000), Err(JwtError::BadSignature));
+        // Refused tokens are not remembered.
+        let early = sign(r#"{"alg":"HS256"}"#, r#"{"exp":9000,"nbf":5000}"#, "s3cret");
+        assert_eq!(v.verify(&early, 1000), Err(JwtError::NotYetValid));
+        assert_eq!(v.remembered_tokens(), 1);
+        // Off by default.
+        let off = hs("s3cret");
+        assert!(off.verify(&ok, 1000).is_ok());
+        assert_eq!(off.remembered_tokens(), 0);
+    }
+
+    #[test]
+    fn remembered_tokens_are_bounded() {
+        let v = hs("s3cret").remember_verified(true);
+        for i in 0..(REMEMBER_MAX_TOKENS * 3) {
+            let t = sign(
+                r#"{"alg":"HS256"}"#,
+                &format!(r#"{{"sub":"d{i}","exp":2000}}"#),
+                "s3cret",
+            );
+            assert!(v.verify(&t, 1000).is_ok());
+            assert!(v.remembered_tokens() <= REMEMBER_MAX_TOKENS);
+        }
+        // A token longer than the per-token bound verifies but is not kept.
+        let pad = "x".repeat(REMEMBER_MAX_TOKEN_BYTES);
+        let big = sign(
+            r#"{"alg":"HS256"}"#,
+            &format!(r#"{{"pad":"{pad}","exp":2000}}"#),
+            "s3cret",
+        );
+        let before = v.remembered_tokens();
+        assert!(v.verify(&big, 1000).is_ok());
+        assert_eq!(v.remembered_tokens(), before);
     }
 
     #[test]

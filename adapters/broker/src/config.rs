@@ -60,7 +60,8 @@ pub enum ConnectChecks {
     Inline,
 }
 
-/// A connect check slower than this moves `auto` to the blocking pool.
+/// A connect check that spends more CPU time than this (on the thread that
+/// ran it) moves `auto` to the blocking pool.
 pub const SLOW_CONNECT_CHECK: Duration = Duration::from_millis(1);
 /// For this long after the last slow connect check.
 pub const SLOW_CONNECT_WINDOW: Duration = Duration::from_secs(10);

@@ -177,10 +177,18 @@ impl Policy {
         }
         // A connect check may run a slow password hash (tens of ms): see
         // `ConnectChecks` for which thread runs it.
+        // Slowness is the check's own CPU time on the thread that ran it:
+        // wall time would count the worker being preempted (two loaded
+        // cores do that for milliseconds) and send `auto` to the pool for
+        // checks that cost microseconds.
         let check = |host: &PolicyHost, req| {
-            let t = Instant::now();
+            let cpu = cpu_time::ThreadTime::try_now().ok();
+            let wall = Instant::now();
             let outcome = host.connect(req);
-            (outcome, t.elapsed())
+            let took = cpu
+                .and_then(|c| c.try_elapsed().ok())
+                .unwrap_or_else(|| wall.elapsed());
+            (outcome, took)
         };
         let inline = self.connect_inline();
         self.metrics.connect_ran(inline);

@@ -16,7 +16,7 @@
 //! logs waits for the next flush (no flush runs inside a flush).
 
 use std::io;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::thread::ThreadId;
 
@@ -50,6 +50,9 @@ const MAX_PENDING: usize = 1000;
 static MOSQUITTO_THREAD: OnceLock<ThreadId> = OnceLock::new();
 static PENDING: Mutex<Vec<(Level, String)>> = Mutex::new(Vec::new());
 static DROPPED: AtomicU64 = AtomicU64::new(0);
+/// Lines (or a drop count) wait in `PENDING`: `flush` runs at every plugin
+/// event, and this keeps it to one load when there is nothing to write.
+static WAITING: AtomicBool = AtomicBool::new(false);
 
 fn on_mosquitto_thread() -> bool {
     MOSQUITTO_THREAD.get() == Some(&std::thread::current().id())
@@ -85,6 +88,7 @@ pub(crate) fn queue(level: Level, line: String) {
     } else {
         DROPPED.fetch_add(1, Ordering::Relaxed);
     }
+    WAITING.store(true, Ordering::Release);
 }
 
 /// May a line be written to Mosquitto's log right now?
@@ -101,9 +105,12 @@ fn pending() -> std::sync::MutexGuard<'static, Vec<(Level, String)>> {
 /// Write the lines other threads queued. Called by Mosquitto's thread at
 /// every plugin event.
 pub(crate) fn flush() {
-    if !may_write() {
+    if !WAITING.load(Ordering::Acquire) || !may_write() {
         return;
     }
+    // Cleared before taking: a line queued after this is taken now or
+    // sets it again for the next flush.
+    WAITING.store(false, Ordering::Release);
     FLUSHING.with(|f| f.set(true));
     let lines = std::mem::take(&mut *pending());
     for (level, text) in lines {

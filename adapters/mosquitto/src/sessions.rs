@@ -24,7 +24,6 @@
 //! entry (Mosquitto re-checks offline persistent sessions too, and frees
 //! them later without a DISCONNECT event).
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use mqtt_policy_host::Session;
@@ -56,7 +55,9 @@ impl Entry {
 
 #[derive(Debug, Default)]
 struct Inner {
-    live: HashMap<usize, Entry>,
+    /// Keyed by the client context's address (not client-chosen), so the
+    /// fast hasher is enough: this map is read on every ACL check.
+    live: foldhash::HashMap<usize, Entry>,
     /// The session that ended last, kept for its will check.
     ended: Option<(usize, Entry)>,
     /// A reload's re-check round is running (until the loop's turn ends).

@@ -16,7 +16,8 @@
 //!   "require_exp": true,
 //!   "max_token_bytes": 8192,
 //!   "topics_claim": "topics",                 // claim copied to the `topics` attribute (and `exp` to `exp`)
-//!   "roles_claim": "roles"                    // optional claim copied to roles
+//!   "roles_claim": "roles",                   // optional claim copied to roles
+//!   "remember_verified": true                 // see below; false to verify the signature every connect
 //! }
 //! ```
 //!
@@ -47,6 +48,13 @@
 //!   absent (no topics granted); anything else refuses the token.
 //! - `roles_claim`: when set, that claim must be a JSON array of non-empty
 //!   strings, or absent (no roles); anything else refuses the token.
+//! - `remember_verified`: default `true`. Each instance remembers up to 64
+//!   tokens whose signature verified (by their exact bytes; tokens over 4 KiB
+//!   are not kept), so a client reconnecting with the same token skips the
+//!   signature and the parse. Every claim rule (expiry, issuer, audience,
+//!   topics) is still applied on every connect. The trade-off: the instance's
+//!   memory then holds recently used tokens until they are forgotten, where an
+//!   HMAC secret already is (SECURITY.md).
 //!
 //! The password is verified exactly as sent (no trimming). Expired,
 //! not-yet-valid, issued in the future, wrong issuer or audience, bad
@@ -101,6 +109,8 @@ struct Config {
     topics_claim: String,
     #[serde(default)]
     roles_claim: Option<String>,
+    #[serde(default = "default_true")]
+    remember_verified: bool,
 }
 
 pub struct Jwt {
@@ -226,7 +236,8 @@ impl Policy for Jwt {
         let mut verifier = Verifier::new()
             .leeway_secs(config.leeway_secs)
             .require_exp(config.require_exp)
-            .max_token_bytes(config.max_token_bytes)?;
+            .max_token_bytes(config.max_token_bytes)?
+            .remember_verified(config.remember_verified);
         for key in &config.keys {
             verifier = verifier.key(key)?;
         }
@@ -516,6 +527,25 @@ mod tests {
             ))
             .is_ok()
         );
+    }
+
+    #[test]
+    fn a_remembered_token_grants_the_same_and_still_expires() -> Result<(), String> {
+        let p = policy()?;
+        let t = token(r#"{"sub":"d1","exp":2000,"topics":["devices/d1/#"],"roles":["device"]}"#);
+        let first = p.check_at(&request(Some("JWT"), Some(&t)), 1000);
+        assert_eq!(p.verifier.remembered_tokens(), 1, "remembered by default");
+        assert_eq!(p.check_at(&request(Some("JWT"), Some(&t)), 1500), first);
+        assert_denied(
+            p.check_at(&request(Some("JWT"), Some(&t)), 2031),
+            "expired while remembered",
+        );
+        let off = Jwt::new(
+            r#"{"keys": [{"alg": "HS256", "secret": "s3cret"}], "roles_claim": "roles", "remember_verified": false}"#,
+        )?;
+        assert_eq!(off.check_at(&request(Some("JWT"), Some(&t)), 1000), first);
+        assert_eq!(off.verifier.remembered_tokens(), 0);
+        Ok(())
     }
 
     #[test]
