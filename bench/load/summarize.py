@@ -24,7 +24,7 @@ SCENARIOS = [
     ("qos1-fixed", "QoS 1 fixed 10k/s: deliveries/s", "delivered_per_s", "latency"),
     ("fanout", "fan-out, QoS 0 saturated, 2 pub, 32 sub: deliveries/s", "delivered_per_s", None),
     ("connect-password", "connects/s, password (`legacy`, `$7$` PBKDF2)", "connects_per_s", "connack"),
-    ("connect-jwt", "connects/s, JWT HS256", "connects_per_s", "connack"),
+    ("connect-jwt", "connects/s, JWT HS256 (one token: each instance verifies it once, then remembers it)", "connects_per_s", "connack"),
     ("connect-tls", "connects/s, TLS client certificate", "connects_per_s", "connack"),
     ("qos0-tls", "QoS 0 saturated through the TLS listener: deliveries/s", "delivered_per_s", "latency"),
 ]

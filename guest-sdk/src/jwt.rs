@@ -176,18 +176,22 @@ pub struct Verifier {
     remembered: Option<Remembered>,
 }
 
-/// Bounds on the tokens a verifier remembers: a few reconnecting clients'
-/// worth, never more than this in a guest's memory.
+/// Bounds on the tokens a verifier remembers (a few reconnecting clients'
+/// worth): at most this many tokens, with their claims.
 pub const REMEMBER_MAX_TOKENS: usize = 64;
 /// The longest token remembered (longer ones are verified every time).
 pub const REMEMBER_MAX_TOKEN_BYTES: usize = 4 * 1024;
-/// The most token bytes remembered at once.
+/// The most token bytes remembered at once (the tokens' text; their parsed
+/// claims come on top, smaller than the text they were decoded from).
 pub const REMEMBER_MAX_BYTES: usize = 64 * 1024;
 
 /// Verified tokens, by their exact bytes.
 #[derive(Default)]
 struct Remembered {
     tokens: std::sync::Mutex<RememberedTokens>,
+    /// Verifies answered from here (tests prove the path is taken).
+    #[cfg(test)]
+    hits: std::sync::atomic::AtomicUsize,
 }
 
 #[derive(Default)]
@@ -203,7 +207,28 @@ impl Remembered {
     }
 
     fn claims(&self, token: &str) -> Option<Claims> {
-        self.tokens().by_token.get(token).cloned()
+        let claims = self.tokens().by_token.get(token).cloned();
+        #[cfg(test)]
+        if claims.is_some() {
+            self.hits.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        claims
+    }
+
+    /// Forget `token`, or every token.
+    fn forget(&self, token: Option<&str>) {
+        let mut t = self.tokens();
+        match token {
+            Some(token) => {
+                if t.by_token.remove(token).is_some() {
+                    t.bytes = t.bytes.saturating_sub(token.len());
+                }
+            }
+            None => {
+                t.by_token.clear();
+                t.bytes = 0;
+            }
+        }
     }
 
     fn remember(&self, token: &str, claims: &Claims) {
@@ -530,8 +555,17 @@ impl Verifier {
         self.remembered.as_ref().map_or(0, Remembered::len)
     }
 
+    fn forget_verified(&mut self) {
+        if let Some(r) = &self.remembered {
+            r.forget(None);
+        }
+    }
+
     /// Add a key from its configuration. Errors name what is wrong.
     pub fn key(mut self, config: &KeyConfig) -> Result<Self, String> {
+        // New keys change which key a token's `kid` selects: what was
+        // verified before is verified again.
+        self.forget_verified();
         let alg = parse_alg(&config.alg)?;
         let what = |m: &str| match &config.kid {
             Some(kid) => format!("key \"{kid}\" ({}): {m}", config.alg),
@@ -623,6 +657,7 @@ impl Verifier {
     /// - The set must yield at least one key. Errors name the key by index
     ///   and `kid`.
     pub fn jwks_value(mut self, set: &Value) -> Result<Self, String> {
+        self.forget_verified();
         let keys = set
             .get("keys")
             .and_then(Value::as_array)
@@ -749,8 +784,15 @@ impl Verifier {
         if token.len() > self.max_token_bytes {
             return Err(JwtError::TooLarge(token.len()));
         }
-        if let Some(claims) = self.remembered.as_ref().and_then(|r| r.claims(token)) {
-            return self.check_claims(claims, now_secs);
+        if let Some(r) = &self.remembered
+            && let Some(claims) = r.claims(token)
+        {
+            let checked = self.check_claims(claims, now_secs);
+            if checked.is_err() {
+                // Expired (or refused by a rule changed since): not kept.
+                r.forget(Some(token));
+            }
+            return checked;
         }
         let header = parse_header(token)?;
         let mut last = JwtError::BadSignature;
@@ -1187,20 +1229,53 @@ MCowBQYDK2VwAyEAV/5/wpJHcY4QkFyM5twd3gGBhet/Qvftw5hafgtBVv8=
     #[test]
     fn remembered_tokens_still_meet_every_claim_rule() {
         let v = hs("s3cret").remember_verified(true);
+        let hits = |v: &Verifier| {
+            v.remembered
+                .as_ref()
+                .map_or(0, |r| r.hits.load(std::sync::atomic::Ordering::Relaxed))
+        };
         let ok = sign(r#"{"alg":"HS256"}"#, r#"{"sub":"d1","exp":2000}"#, "s3cret");
         assert!(v.verify(&ok, 1000).is_ok());
-        assert_eq!(v.remembered_tokens(), 1);
+        assert_eq!((v.remembered_tokens(), hits(&v)), (1, 0));
         // Remembered, yet expiry is checked on every verify.
         assert_eq!(
             v.verify(&ok, 1500).map(|c| c["sub"].clone()),
             Ok(Value::from("d1"))
         );
+        assert_eq!(hits(&v), 1, "answered from memory");
         assert_eq!(v.verify(&ok, 2030), Err(JwtError::Expired));
+        assert_eq!(hits(&v), 2);
+        assert_eq!(v.remembered_tokens(), 0, "an expired token is forgotten");
+        assert!(v.verify(&ok, 1000).is_ok());
+        // Rules that change after verifying still apply to remembered tokens.
+        let v = v.issuers(vec!["https://idp.example/".into()]);
+        assert_eq!(
+            v.verify(&ok, 1000),
+            Err(JwtError::MissingClaim("iss".into()))
+        );
+        assert_eq!(hits(&v), 3);
+        // New keys forget everything: a token naming a `kid` that now has a
+        // key of its own is verified against that key.
+        let v = hs("s3cret").remember_verified(true);
+        let named = sign(r#"{"alg":"HS256","kid":"k2"}"#, r#"{"exp":2000}"#, "s3cret");
+        assert!(v.verify(&named, 1000).is_ok());
+        assert_eq!(v.remembered_tokens(), 1);
+        let v = v.key(&secret_key(Some("k2"), "other")).expect("key");
+        assert_eq!(v.remembered_tokens(), 0);
+        assert_eq!(v.verify(&named, 1000), Err(JwtError::BadSignature));
+        let v = hs("s3cret").remember_verified(true);
+        assert!(v.verify(&ok, 1000).is_ok());
         // Only the exact bytes: the same token with its signature altered is
         // verified (and refused), not looked up.
+        // (A character inside the signature: the last one carries padding bits.)
         let mut forged = ok.clone();
-        let last = if forged.ends_with('A') { "B" } else { "A" };
-        forged.replace_range(forged.len() - 1.., last);
+        let at = forged.len() - 10;
+        let swap = if forged[at..].starts_with('A') {
+            "B"
+        } else {
+            "A"
+        };
+        forged.replace_range(at..=at, swap);
         assert_eq!(v.verify(&forged, 1000), Err(JwtError::BadSignature));
         let wrong = sign(r#"{"alg":"HS256"}"#, r#"{"exp":2000}"#, "other");
         assert_eq!(v.verify(&wrong, 1000), Err(JwtError::BadSignature));
@@ -1217,15 +1292,38 @@ MCowBQYDK2VwAyEAV/5/wpJHcY4QkFyM5twd3gGBhet/Qvftw5hafgtBVv8=
     #[test]
     fn remembered_tokens_are_bounded() {
         let v = hs("s3cret").remember_verified(true);
-        for i in 0..(REMEMBER_MAX_TOKENS * 3) {
+        // Small tokens: the count bound. Full, the memory starts over.
+        for i in 0..(REMEMBER_MAX_TOKENS * 2) {
             let t = sign(
                 r#"{"alg":"HS256"}"#,
                 &format!(r#"{{"sub":"d{i}","exp":2000}}"#),
                 "s3cret",
             );
             assert!(v.verify(&t, 1000).is_ok());
-            assert!(v.remembered_tokens() <= REMEMBER_MAX_TOKENS);
+            assert_eq!(v.remembered_tokens(), i % REMEMBER_MAX_TOKENS + 1);
         }
+        // ~3 KiB tokens: the byte bound comes first.
+        let v = hs("s3cret").remember_verified(true);
+        let pad = "p".repeat(2200);
+        let mut sizes = 0;
+        for i in 0..40 {
+            let t = sign(
+                r#"{"alg":"HS256"}"#,
+                &format!(r#"{{"sub":"d{i}","pad":"{pad}","exp":2000}}"#),
+                "s3cret",
+            );
+            assert!(t.len() > 2900 && t.len() <= REMEMBER_MAX_TOKEN_BYTES);
+            assert!(v.verify(&t, 1000).is_ok());
+            sizes = if sizes + t.len() > REMEMBER_MAX_BYTES {
+                t.len()
+            } else {
+                sizes + t.len()
+            };
+            let kept = v.remembered.as_ref().map_or(0, |r| r.tokens().bytes);
+            assert_eq!(kept, sizes, "token {i}");
+            assert!(kept <= REMEMBER_MAX_BYTES);
+        }
+        assert!(v.remembered_tokens() < REMEMBER_MAX_TOKENS);
         // A token longer than the per-token bound verifies but is not kept.
         let pad = "x".repeat(REMEMBER_MAX_TOKEN_BYTES);
         let big = sign(

@@ -46,8 +46,9 @@ fn yes() -> bool {
 #[serde(rename_all = "lowercase")]
 pub enum ConnectChecks {
     /// On the async worker while connect checks are fast; for
-    /// [`SLOW_CONNECT_WINDOW`] after one took longer than
-    /// [`SLOW_CONNECT_CHECK`], and for the first window after start, on the
+    /// [`SLOW_CONNECT_WINDOW`] after one spent more CPU time than
+    /// [`SLOW_CONNECT_CHECK`] or more wall time than [`SLOW_CONNECT_WAIT`],
+    /// and for the first window after start, on the
     /// blocking pool. Per window, at most
     /// the slow checks that started before the first of them finished run
     /// on workers (one per worker).
@@ -63,6 +64,9 @@ pub enum ConnectChecks {
 /// A connect check that spends more CPU time than this (on the thread that
 /// ran it) moves `auto` to the blocking pool.
 pub const SLOW_CONNECT_CHECK: Duration = Duration::from_millis(1);
+/// A connect check that takes longer than this in wall time (waiting for an
+/// instance, say) moves `auto` to the blocking pool too.
+pub const SLOW_CONNECT_WAIT: Duration = Duration::from_millis(10);
 /// For this long after the last slow connect check.
 pub const SLOW_CONNECT_WINDOW: Duration = Duration::from_secs(10);
 

@@ -29,7 +29,7 @@ use rmqtt::types::{
     PublishResult, Reason, Subscribe, SubscribeReturn, TopicFilter, TopicName,
 };
 
-use crate::config::{ConnectChecks, SLOW_CONNECT_CHECK, SLOW_CONNECT_WINDOW};
+use crate::config::{ConnectChecks, SLOW_CONNECT_CHECK, SLOW_CONNECT_WAIT, SLOW_CONNECT_WINDOW};
 use crate::front::Registry;
 use crate::metrics::{Check, Metrics};
 
@@ -54,6 +54,14 @@ pub struct Policy {
     /// (milliseconds since `epoch`).
     slow_until_ms: AtomicU64,
     epoch: Instant,
+}
+
+/// What one connect check took.
+#[derive(Debug, Clone, Copy)]
+struct Spent {
+    /// CPU time of the thread that ran it.
+    cpu: Duration,
+    wall: Duration,
 }
 
 /// [`SLOW_CONNECT_WINDOW`] in milliseconds.
@@ -105,9 +113,9 @@ impl Policy {
         }
     }
 
-    /// A connect check took `took`: a slow one sends `auto` to the pool.
-    fn connect_took(&self, took: Duration) {
-        if took > SLOW_CONNECT_CHECK {
+    /// A connect check spent `took`: a slow one sends `auto` to the pool.
+    fn connect_took(&self, took: Spent) {
+        if took.cpu > SLOW_CONNECT_CHECK || took.wall > SLOW_CONNECT_WAIT {
             let until = self.millis_since_epoch().saturating_add(window_ms());
             self.slow_until_ms.fetch_max(until, Ordering::Relaxed);
         }
@@ -177,18 +185,19 @@ impl Policy {
         }
         // A connect check may run a slow password hash (tens of ms): see
         // `ConnectChecks` for which thread runs it.
-        // Slowness is the check's own CPU time on the thread that ran it:
-        // wall time would count the worker being preempted (two loaded
-        // cores do that for milliseconds) and send `auto` to the pool for
-        // checks that cost microseconds.
+        // Slowness is mostly the check's own CPU time on the thread that
+        // ran it: wall time also counts the worker being preempted (two
+        // loaded cores do that for milliseconds), which would send `auto`
+        // to the pool for checks that cost microseconds. A long wall time
+        // still counts: a check can wait (for an instance, up to its
+        // deadline) without spending CPU.
         let check = |host: &PolicyHost, req| {
             let cpu = cpu_time::ThreadTime::try_now().ok();
             let wall = Instant::now();
             let outcome = host.connect(req);
-            let took = cpu
-                .and_then(|c| c.try_elapsed().ok())
-                .unwrap_or_else(|| wall.elapsed());
-            (outcome, took)
+            let wall = wall.elapsed();
+            let cpu = cpu.and_then(|c| c.try_elapsed().ok()).unwrap_or(wall);
+            (outcome, Spent { cpu, wall })
         };
         let inline = self.connect_inline();
         self.metrics.connect_ran(inline);

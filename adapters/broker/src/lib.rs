@@ -37,7 +37,9 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 
-pub use config::{Config, ConnectChecks, SLOW_CONNECT_CHECK, SLOW_CONNECT_WINDOW};
+pub use config::{
+    Config, ConnectChecks, SLOW_CONNECT_CHECK, SLOW_CONNECT_WAIT, SLOW_CONNECT_WINDOW,
+};
 use front::{Front, Registry};
 use hooks::{Policy, PolicyHandler, RetainStore, SharedChooser};
 use metrics::Metrics;

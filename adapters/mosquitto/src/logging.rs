@@ -111,7 +111,16 @@ pub(crate) fn flush() {
     // Cleared before taking: a line queued after this is taken now or
     // sets it again for the next flush.
     WAITING.store(false, Ordering::Release);
+    // Cleared on the way out even if writing a line panics (the caller
+    // catches it): a flag left set would silence the log for good.
+    struct Flushing;
+    impl Drop for Flushing {
+        fn drop(&mut self) {
+            FLUSHING.with(|f| f.set(false));
+        }
+    }
     FLUSHING.with(|f| f.set(true));
+    let _flushing = Flushing;
     let lines = std::mem::take(&mut *pending());
     for (level, text) in lines {
         ffi::write_log(level, &text);
@@ -123,7 +132,6 @@ pub(crate) fn flush() {
             &format!("mqtt-policy: {dropped} queued log lines dropped"),
         );
     }
-    FLUSHING.with(|f| f.set(false));
 }
 
 impl Drop for Line {

@@ -49,12 +49,12 @@
 //! - `roles_claim`: when set, that claim must be a JSON array of non-empty
 //!   strings, or absent (no roles); anything else refuses the token.
 //! - `remember_verified`: default `true`. Each instance remembers up to 64
-//!   tokens whose signature verified (by their exact bytes; tokens over 4 KiB
+//!   tokens the verifier accepted (by their exact bytes; tokens over 4 KiB
 //!   are not kept), so a client reconnecting with the same token skips the
-//!   signature and the parse. Every claim rule (expiry, issuer, audience,
-//!   topics) is still applied on every connect. The trade-off: the instance's
-//!   memory then holds recently used tokens until they are forgotten, where an
-//!   HMAC secret already is (SECURITY.md).
+//!   signature and the parse. Every claim rule (expiry, issuer, audience) and
+//!   the topics and roles checks still run on every connect. The trade-off:
+//!   the instance's memory then holds recently used tokens (bearer
+//!   credentials) besides the keys (SECURITY.md).
 //!
 //! The password is verified exactly as sent (no trimming). Expired,
 //! not-yet-valid, issued in the future, wrong issuer or audience, bad
