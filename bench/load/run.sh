@@ -9,9 +9,9 @@
 #      chain instead of those files,
 #   5. mqtt-policy broker with the sample chain and the sessions' verdict
 #      cache off (every check asks the chain), for the fan-out comparison.
-# Every measurement is repeated in ROUNDS rounds (default 5), each round
-# running every target once in turn, so slow drift of the machine falls on
-# all targets alike; summarize.py reports the median of the rounds (single
+# Every measurement is repeated in ROUNDS rounds (default 5); within a round
+# each scenario runs on all its targets back to back, so slow drift of the
+# machine falls on all targets alike; summarize.py reports the median of the rounds (single
 # 8 s runs on this 2-core machine vary by ±10 %, as much as the ratios
 # being measured).
 # Usage: bash bench/load/run.sh [seconds per measurement] [rounds]
@@ -159,50 +159,61 @@ measure() { # target, scenario, mqtt-load args...
   echo "{\"target\":\"$target\",\"scenario\":\"$scenario\",\"round\":$round,\"result\":$r}" | tee -a "$results"
 }
 tls_client=(--cafile "$out/ca.pem" --cert "$out/device-1.pem" --key "$out/device-1.key")
+pw=(--username demo --password demo-password --prefix demo/bench)
+# One scenario on one target (name:port).
+scenario() { # scenario, name, port
+  local s=$1 name=$2 port=$3
+  case "$s" in
+    # As fast as the publishers go (throughput), then at a fixed 4 x 2,500
+    # messages/s (latency without an overloaded queue).
+    qos0 | qos1)
+      measure "$name" "$s" throughput --port "$port" --qos "${s#qos}" --publishers 4 \
+        --subscribers 4 "${pw[@]}" ;;
+    qos0-fixed | qos1-fixed)
+      local q=${s%-fixed}
+      measure "$name" "$s" throughput --port "$port" --qos "${q#qos}" --publishers 4 \
+        --subscribers 4 "${pw[@]}" --rate 2500 ;;
+    # The same publish load through the TLS listener (password user, no
+    # client certificate): what TLS termination in the front costs.
+    qos0-tls)
+      measure "$name" "$s" throughput --port "$port" --cafile "$out/ca.pem" --qos 0 \
+        --publishers 4 --subscribers 4 "${pw[@]}" ;;
+    connect-password)
+      measure "$name" "$s" connect --port "$port" --concurrency 8 \
+        --username legacy --password legacy-password ;;
+    connect-jwt)
+      measure "$name" "$s" connect --port "$port" --concurrency 8 --username JWT \
+        --password "$token" ;;
+    connect-tls)
+      measure "$name" "$s" connect --port "$port" --concurrency 8 "${tls_client[@]}" ;;
+    # Fan-out: 32 subscribers on each message, so every publish is followed
+    # by 32 receive checks, mostly repeats the sessions' caches answer.
+    fanout)
+      measure "$name" "$s" throughput --port "$port" --qos 0 --publishers 2 \
+        --subscribers 32 "${pw[@]}" ;;
+  esac
+}
+# The targets of each scenario (name:port; TLS listeners are port + 1).
+all="chain:21883 none:22883 mosquitto:23883 mosquitto-plugin:24883"
+declare -A targets=(
+  [qos0]=$all [qos0-fixed]=$all [qos1]=$all [qos1-fixed]=$all [connect-password]=$all
+  [qos0-tls]="chain:21884"
+  [connect-jwt]="chain:21883 none:22883 mosquitto-plugin:24883"
+  [connect-tls]="chain:21884 none:22884 mosquitto:23884 mosquitto-plugin:24884"
+  [fanout]="chain:21883 chain-nocache:25883 none:22883 mosquitto:23883 mosquitto-plugin:24883"
+)
+# Each scenario runs on its targets back to back, seconds apart, so the
+# ratios within a round compare measurements the machine's drift barely
+# separates; even rounds take the targets in reverse order.
 for round in $(seq "$rounds"); do
-  for target in chain:21883 none:22883 mosquitto:23883 mosquitto-plugin:24883; do
-    name=${target%%:*}; port=${target##*:}
-    for qos in 0 1; do
-      # As fast as the publishers go (throughput), then at a fixed 4 x 2,500
-      # messages/s (latency without an overloaded queue).
-      measure "$name" "qos$qos" throughput --port "$port" --qos "$qos" --publishers 4 \
-        --subscribers 4 --username demo --password demo-password --prefix demo/bench
-      measure "$name" "qos$qos-fixed" throughput --port "$port" --qos "$qos" --publishers 4 \
-        --subscribers 4 --username demo --password demo-password --prefix demo/bench --rate 2500
+  for s in qos0 qos0-fixed qos1 qos1-fixed connect-password connect-jwt connect-tls fanout qos0-tls; do
+    list=${targets[$s]}
+    if [ $((round % 2)) -eq 0 ]; then
+      list=$(tr ' ' '\n' <<<"$list" | tac | tr '\n' ' ')
+    fi
+    for target in $list; do
+      scenario "$s" "${target%%:*}" "${target##*:}"
     done
-    measure "$name" connect-password connect --port "$port" --concurrency 8 \
-      --username legacy --password legacy-password
-    case "$name" in
-      chain)
-        # The same publish load through the TLS listener (password user, no
-        # client certificate): what TLS termination in the front costs.
-        measure "$name" qos0-tls throughput --port $((port + 1)) --cafile "$out/ca.pem" \
-          --qos 0 --publishers 4 --subscribers 4 --username demo --password demo-password \
-          --prefix demo/bench
-        ;&
-      none)
-        measure "$name" connect-jwt connect --port "$port" --concurrency 8 --username JWT \
-          --password "$token"
-        measure "$name" connect-tls connect --port $((port + 1)) --concurrency 8 "${tls_client[@]}"
-        ;;
-      mosquitto-plugin)
-        measure "$name" connect-jwt connect --port "$port" --concurrency 8 --username JWT \
-          --password "$token"
-        measure "$name" connect-tls connect --port 24884 --concurrency 8 "${tls_client[@]}"
-        ;;
-      mosquitto)
-        measure "$name" connect-tls connect --port 23884 --concurrency 8 "${tls_client[@]}"
-        ;;
-    esac
-  done
-
-  # Fan-out: 32 subscribers on each message, so every publish is followed by
-  # 32 receive checks, mostly repeats the sessions' caches answer. With and
-  # without the cache, against no authorization and mosquitto + plugin.
-  for target in chain:21883 chain-nocache:25883 none:22883 mosquitto:23883 mosquitto-plugin:24883; do
-    name=${target%%:*}; port=${target##*:}
-    measure "$name" fanout throughput --port "$port" --qos 0 --publishers 2 --subscribers 32 \
-      --username demo --password demo-password --prefix demo/bench
   done
 done
 
