@@ -171,7 +171,7 @@ pub struct Verifier {
     leeway_secs: u64,
     require_exp: bool,
     max_token_bytes: usize,
-    /// Tokens whose signature verified, with their claims (see
+    /// Tokens this verifier accepted, with their claims (see
     /// [`Verifier::remember_verified`]); `None` when off.
     remembered: Option<Remembered>,
 }
@@ -200,6 +200,13 @@ struct RememberedTokens {
     bytes: usize,
 }
 
+impl RememberedTokens {
+    fn clear(&mut self) {
+        self.by_token.clear();
+        self.bytes = 0;
+    }
+}
+
 impl Remembered {
     fn tokens(&self) -> std::sync::MutexGuard<'_, RememberedTokens> {
         // Entries are inserted or removed whole: a poisoned map is consistent.
@@ -224,10 +231,7 @@ impl Remembered {
                     t.bytes = t.bytes.saturating_sub(token.len());
                 }
             }
-            None => {
-                t.by_token.clear();
-                t.bytes = 0;
-            }
+            None => t.clear(),
         }
     }
 
@@ -242,8 +246,7 @@ impl Remembered {
         // Full: forget everything rather than track ages; the clients that
         // reconnect are remembered again on their next verify.
         if t.by_token.len() >= REMEMBER_MAX_TOKENS || t.bytes + token.len() > REMEMBER_MAX_BYTES {
-            t.by_token.clear();
-            t.bytes = 0;
+            t.clear();
         }
         t.bytes += token.len();
         t.by_token.insert(token.into(), claims.clone());
@@ -537,7 +540,7 @@ impl Verifier {
         }
     }
 
-    /// Remember tokens whose signature verified (default off), so the same
+    /// Remember tokens this verifier accepted (default off), so the same
     /// token presented again (a client reconnecting) skips the signature and
     /// the parse. Every claim rule (`exp`, `nbf`, `iat`, issuer, audience) is
     /// still applied on each verify. At most [`REMEMBER_MAX_TOKENS`] tokens of
