@@ -1,17 +1,16 @@
 //! The one wasmtime engine a host shares across all policies and chains:
 //! component model on, epoch interruption for deadlines, the pooling instance
 //! allocator for fast instantiation, and a background thread that advances the
-//! epoch. Its linker holds only the contract's imports; what else a policy may
+//! epoch (`epoch.rs`). Its linker holds only the contract's imports; what else a policy may
 //! import is `sandbox.rs`.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::thread::JoinHandle;
 use std::time::Duration;
 
 use wasmtime::component::{Component, Linker};
 use wasmtime::{Config, InstanceAllocationStrategy, PoolingAllocationConfig};
 
+use crate::epoch::Ticker;
 use crate::error::LoadError;
 use crate::limits::deadline_ticks;
 use crate::state::StoreState;
@@ -97,21 +96,8 @@ impl EngineBuilder {
         let mut linker = Linker::<StoreState>::new(&engine);
         crate::wit::add_to_linker(&mut linker).map_err(engine_err)?;
 
-        let stop = Arc::new(AtomicBool::new(false));
-        let ticker = {
-            let engine = engine.clone();
-            let stop = stop.clone();
-            let tick = self.epoch_tick;
-            std::thread::Builder::new()
-                .name("mqtt-policy-epoch".into())
-                .spawn(move || {
-                    while !stop.load(Ordering::Relaxed) {
-                        std::thread::sleep(tick);
-                        engine.increment_epoch();
-                    }
-                })
-                .map_err(|e| LoadError::Engine(format!("cannot start epoch thread: {e}")))?
-        };
+        let ticker = Ticker::start(engine.clone(), self.epoch_tick)
+            .map_err(|e| LoadError::Engine(format!("cannot start epoch thread: {e}")))?;
         Ok(PolicyEngine {
             inner: Arc::new(EngineInner {
                 engine,
@@ -120,8 +106,7 @@ impl EngineBuilder {
                 max_memory_bytes: self.max_memory_bytes,
                 max_instances: self.max_instances,
                 pooling: self.pooling,
-                stop,
-                ticker: Some(ticker),
+                _ticker: ticker,
             }),
         })
     }
@@ -141,17 +126,8 @@ struct EngineInner {
     max_memory_bytes: usize,
     max_instances: u32,
     pooling: bool,
-    stop: Arc<AtomicBool>,
-    ticker: Option<JoinHandle<()>>,
-}
-
-impl Drop for EngineInner {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.ticker.take() {
-            let _ = t.join();
-        }
-    }
+    /// Stops when the last clone of the engine goes.
+    _ticker: Ticker,
 }
 
 impl std::fmt::Debug for PolicyEngine {

@@ -62,6 +62,7 @@ mod compile;
 mod config;
 mod decision;
 mod engine;
+mod epoch;
 mod error;
 mod files;
 pub mod limits;

@@ -15,7 +15,11 @@
 //! Replacing instances is kept off the hot path, so a policy whose checks
 //! fail cannot make every check pay for its `init` (which may take up to the
 //! 2 s init deadline): a background thread per policy keeps the pool at its
-//! target size, running `init` under the init deadline. A check that finds
+//! target size, running `init` under the init deadline. That thread exists
+//! only while there is work: it starts when an instance must be replaced and
+//! ends after [`WORKER_LINGER`] without any, so a host whose policies are
+//! healthy adds no threads to its broker (see `epoch.rs` for why that
+//! matters). A check that finds
 //! the pool empty runs `init` itself only when the last `init` took no more
 //! CPU than one check deadline, and then under the check deadline; otherwise
 //! it waits at most one check deadline for the background thread and fails
@@ -55,6 +59,8 @@ pub const MAX_MESSAGE_CHARS: usize = 256;
 const RETRY_MIN: Duration = Duration::from_millis(100);
 /// The longest wait between background `init` attempts.
 const RETRY_MAX: Duration = Duration::from_secs(10);
+/// How long the background thread waits for more work before it ends.
+const WORKER_LINGER: Duration = Duration::from_secs(1);
 
 struct Warm {
     store: Store<StoreState>,
@@ -69,6 +75,9 @@ struct Pool {
     /// Live instances the background thread keeps: 1, or what `prewarm`
     /// asked for.
     target: usize,
+    /// A background thread is running (it clears this, under the lock, as
+    /// it ends).
+    worker: bool,
 }
 
 /// Idle instances of one thread stripe.
@@ -76,6 +85,8 @@ type Shard = Padded<Mutex<Vec<Warm>>>;
 
 /// What the policy's checks and its background thread share.
 struct Shared {
+    /// Itself, for starting the background thread.
+    me: std::sync::Weak<Shared>,
     name: Arc<str>,
     pre: PolicyPre,
     engine: PolicyEngine,
@@ -185,13 +196,18 @@ impl WasmPolicy {
     ) -> Result<Self, LoadError> {
         check_memory(engine, name, limits)?;
         let pre = compile::pre_instantiate(engine, name, origin, component)?;
-        let shared = Arc::new(Shared {
+        let shared = Arc::new_cyclic(|me| Shared {
+            me: me.clone(),
             name: Arc::from(name),
             pre,
             engine: engine.clone(),
             config_json: config_json.to_owned(),
             limits,
-            pool: Mutex::new(Pool { live: 0, target: 1 }),
+            pool: Mutex::new(Pool {
+                live: 0,
+                target: 1,
+                worker: false,
+            }),
             max_idle: AtomicUsize::new(
                 std::thread::available_parallelism().map_or(4, |n| n.get() * 2),
             ),
@@ -223,15 +239,6 @@ impl WasmPolicy {
             })?;
         shared.lock_pool().live += 1;
         shared.put_idle(warm);
-        let background = shared.clone();
-        std::thread::Builder::new()
-            .name("mqtt-policy-pool".into())
-            .spawn(move || background.replenish())
-            .map_err(|e| {
-                LoadError::Engine(format!(
-                    "policy \"{name}\": cannot start its instance thread: {e}"
-                ))
-            })?;
         Ok(Self { shared })
     }
 
@@ -450,7 +457,7 @@ impl Shared {
         // Announced before looking again, so a release that misses the
         // look sees the waiter and wakes it (under the pool lock).
         self.waiting.fetch_add(1, Ordering::SeqCst);
-        self.work.notify_one();
+        self.wake_worker(&mut pool);
         let started = Instant::now();
         let mut found = None;
         while !self.closed.load(Ordering::SeqCst) {
@@ -533,7 +540,31 @@ impl Shared {
         let mut pool = self.lock_pool();
         pool.live = pool.live.saturating_sub(1);
         if self.wants_more(&pool) {
+            self.wake_worker(&mut pool);
+        }
+    }
+
+    /// Wake the background thread, starting one if none is running.
+    fn wake_worker(&self, pool: &mut Pool) {
+        if pool.worker {
             self.work.notify_one();
+            return;
+        }
+        let Some(me) = self.me.upgrade() else {
+            return;
+        };
+        match std::thread::Builder::new()
+            .name("mqtt-policy-pool".into())
+            .spawn(move || me.replenish())
+        {
+            Ok(_) => pool.worker = true,
+            // Checks waiting for it fail at their deadline (closed); the
+            // next need tries again.
+            Err(e) => tracing::error!(
+                target: "mqtt_policy::pool",
+                policy = %self.name,
+                "cannot start the instance thread: {e}"
+            ),
         }
     }
 
@@ -548,16 +579,30 @@ impl Shared {
     }
 
     /// The background thread: keep the pool at its target, `init` under the
-    /// init deadline, back off while `init` fails.
+    /// init deadline, back off while `init` fails; end after
+    /// [`WORKER_LINGER`] with nothing to do.
     fn replenish(&self) {
         let mut retry = RETRY_MIN;
         loop {
             {
                 let mut pool = self.lock_pool();
+                let idle_since = Instant::now();
                 while !self.closed.load(Ordering::SeqCst) && !self.wants_more(&pool) {
-                    pool = self.work.wait(pool).unwrap_or_else(|p| p.into_inner());
+                    let left = WORKER_LINGER.saturating_sub(idle_since.elapsed());
+                    if left.is_zero() {
+                        // Under the lock, so a need noticed from here on
+                        // starts a new thread.
+                        pool.worker = false;
+                        return;
+                    }
+                    pool = self
+                        .work
+                        .wait_timeout(pool, left)
+                        .unwrap_or_else(|p| p.into_inner())
+                        .0;
                 }
                 if self.closed.load(Ordering::SeqCst) {
+                    pool.worker = false;
                     return;
                 }
                 pool.live += 1;

@@ -847,7 +847,40 @@ fn a_policy_that_spins_or_traps_denies_within_its_deadline() -> anyhow::Result<(
         )?,
         Some(0)
     );
+    // The failed instances were replaced on a thread that ends once it has
+    // nothing to do; then mosquitto is back to its own thread plus the epoch
+    // thread, which keeps no descriptors (see host/src/epoch.rs).
+    let pid = b.proc.child.id();
+    let waited = Instant::now();
+    let threads = loop {
+        let threads = broker_threads(pid)?;
+        if threads.len() <= 2 || waited.elapsed() > T {
+            break threads;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let names: Vec<&str> = threads.iter().map(|(_, n, _)| n.as_str()).collect();
+    assert_eq!(names, ["mosquitto", "mqtt-policy-epo"], "{threads:?}");
+    assert_eq!(threads[1].2, 0, "the epoch thread holds descriptors");
     Ok(())
+}
+
+/// Each of the process's threads: id, name and open descriptors.
+fn broker_threads(pid: u32) -> anyhow::Result<Vec<(u32, String, usize)>> {
+    let mut threads = Vec::new();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task"))? {
+        let task = task?.path();
+        let Some(tid) = task.file_name().and_then(|n| n.to_str()?.parse().ok()) else {
+            continue;
+        };
+        let name = std::fs::read_to_string(task.join("comm"))?
+            .trim()
+            .to_owned();
+        let fds = std::fs::read_dir(task.join("fd"))?.count();
+        threads.push((tid, name, fds));
+    }
+    threads.sort();
+    Ok(threads)
 }
 
 #[test]
