@@ -28,23 +28,24 @@ pub(crate) fn compile_component(
     origin: &str,
     bytes: &[u8],
 ) -> Result<Component, LoadError> {
-    let compile = || Component::new(engine.wasmtime(), bytes);
-    // Compiled on a pool of our own that ends with this call: wasmtime
-    // would use rayon's global pool, whose threads live as long as the
-    // process and would make a single-threaded broker pay for sharing its
-    // descriptor table (see `epoch.rs`).
-    let compiled = match rayon::ThreadPoolBuilder::new()
+    // Compiled on a pool of our own, whose threads end shortly after this
+    // call: wasmtime would use rayon's global pool, whose threads live as
+    // long as the process and would make a single-threaded broker pay for
+    // sharing its descriptor table (see `epoch.rs`).
+    let pool = rayon::ThreadPoolBuilder::new()
         .thread_name(|i| format!("mqtt-policy-compile-{i}"))
         .build()
-    {
-        Ok(pool) => pool.install(compile),
-        Err(_) => compile(),
-    };
-    compiled.map_err(|e| LoadError::NotAComponent {
-        policy: policy.to_owned(),
-        module: origin.to_owned(),
-        message: not_a_component(bytes, &e),
-    })
+        .map_err(|e| {
+            LoadError::Engine(format!(
+                "policy \"{policy}\": cannot start threads to compile {origin}: {e}"
+            ))
+        })?;
+    pool.install(|| Component::new(engine.wasmtime(), bytes))
+        .map_err(|e| LoadError::NotAComponent {
+            policy: policy.to_owned(),
+            module: origin.to_owned(),
+            message: not_a_component(bytes, &e),
+        })
 }
 
 /// Why `bytes` did not compile, in one line: what the file is, or the

@@ -8,7 +8,9 @@
 //! only when the table has one user), and a single-threaded broker such as
 //! Mosquitto makes such calls for every packet. The ticker never touches a
 //! descriptor, so it gives itself a private, empty table at start and the
-//! broker's threads keep theirs to themselves.
+//! broker's threads keep theirs to themselves (where the kernel lets it:
+//! a seccomp profile may refuse `unshare`, which is then logged and
+//! otherwise harmless).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -30,7 +32,10 @@ impl Ticker {
             .name("mqtt-policy-epoch".into())
             .spawn(move || {
                 if let Err(e) = leave_descriptor_table() {
-                    tracing::debug!(
+                    // Seccomp profiles (Docker's default among them) refuse
+                    // unshare without CAP_SYS_ADMIN: it still works, only
+                    // the broker's socket calls cost a little more.
+                    tracing::info!(
                         target: "mqtt_policy::engine",
                         "epoch thread keeps the shared descriptor table: {e}"
                     );

@@ -338,6 +338,18 @@ impl WasmPolicy {
     }
 }
 
+/// Clears [`Pool::worker`] if the background thread unwinds, so the next
+/// need starts another (a normal end clears it itself, under the lock).
+struct WorkerGone<'a>(&'a Shared);
+
+impl Drop for WorkerGone<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0.lock_pool().worker = false;
+        }
+    }
+}
+
 /// A poisoned lock still guards consistent data here (nothing panics while
 /// holding one), so take it anyway.
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -555,8 +567,10 @@ impl Shared {
         };
         match std::thread::Builder::new()
             .name("mqtt-policy-pool".into())
-            .spawn(move || me.replenish())
-        {
+            .spawn(move || {
+                let _unwinding = WorkerGone(&me);
+                me.replenish();
+            }) {
             Ok(_) => pool.worker = true,
             // Checks waiting for it fail at their deadline (closed); the
             // next need tries again.
