@@ -1,8 +1,8 @@
 //! The one wasmtime engine a host shares across all policies and chains:
 //! component model on, epoch interruption for deadlines, the pooling instance
 //! allocator for fast instantiation, and a background thread that advances the
-//! epoch (`epoch.rs`). Its linker holds only the contract's imports; what else a policy may
-//! import is `sandbox.rs`.
+//! epoch (`epoch.rs`). Its linker holds only the contract's imports; what else
+//! a policy may import is `sandbox.rs`.
 
 use std::sync::Arc;
 use std::time::Duration;

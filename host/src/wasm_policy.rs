@@ -19,12 +19,11 @@
 //! only while there is work: it starts when an instance must be replaced and
 //! ends after [`WORKER_LINGER`] without any, so a host whose policies are
 //! healthy adds no threads to its broker (see `epoch.rs` for why that
-//! matters). A check that finds
-//! the pool empty runs `init` itself only when the last `init` took no more
-//! CPU than one check deadline, and then under the check deadline; otherwise
-//! it waits at most one check deadline for the background thread and fails
-//! with [`PolicyError::NoInstance`]. A check therefore costs at most about
-//! two deadlines, whatever `init` costs.
+//! matters). A check that finds the pool empty runs `init` itself only when
+//! the last `init` took no more CPU than one check deadline, and then under
+//! the check deadline; otherwise it waits at most one check deadline for the
+//! background thread and fails with [`PolicyError::NoInstance`]. A check
+//! therefore costs at most about two deadlines, whatever `init` costs.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -356,6 +355,14 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// Wait on `cv` for at most `timeout`, taking the lock back even if
+/// poisoned (as [`lock`]).
+fn wait<'a, T>(cv: &Condvar, guard: MutexGuard<'a, T>, timeout: Duration) -> MutexGuard<'a, T> {
+    cv.wait_timeout(guard, timeout)
+        .unwrap_or_else(|p| p.into_inner())
+        .0
+}
+
 /// The calling thread's CPU clock, where the platform has one.
 fn cpu_now() -> Option<Duration> {
     cpu_time::ThreadTime::try_now()
@@ -481,11 +488,7 @@ impl Shared {
             if left.is_zero() {
                 break;
             }
-            pool = self
-                .ready
-                .wait_timeout(pool, left)
-                .unwrap_or_else(|p| p.into_inner())
-                .0;
+            pool = wait(&self.ready, pool, left);
         }
         self.waiting.fetch_sub(1, Ordering::SeqCst);
         found.ok_or(PolicyError::NoInstance(deadline))
@@ -572,8 +575,8 @@ impl Shared {
                 me.replenish();
             }) {
             Ok(_) => pool.worker = true,
-            // Checks waiting for it fail at their deadline (closed); the
-            // next need tries again.
+            // Checks waiting for it are denied at their deadline (fail
+            // closed); the next need tries again.
             Err(e) => tracing::error!(
                 target: "mqtt_policy::pool",
                 policy = %self.name,
@@ -609,11 +612,7 @@ impl Shared {
                         pool.worker = false;
                         return;
                     }
-                    pool = self
-                        .work
-                        .wait_timeout(pool, left)
-                        .unwrap_or_else(|p| p.into_inner())
-                        .0;
+                    pool = wait(&self.work, pool, left);
                 }
                 if self.closed.load(Ordering::SeqCst) {
                     pool.worker = false;
