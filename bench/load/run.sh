@@ -217,6 +217,12 @@ for round in $(seq "$rounds"); do
   done
 done
 
+# Which thread ran the chain broker's connect checks over all rounds
+# (connect_checks = "auto": the pool only while checks are slow).
+checks=$(curl -s "http://127.0.0.1:21999/metrics" || true)
+on_worker=$(awk '/^mqtt_policy_broker_connect_checks_total\{thread="worker"\}/ { print $2 }' <<<"$checks")
+on_pool=$(awk '/^mqtt_policy_broker_connect_checks_total\{thread="pool"\}/ { print $2 }' <<<"$checks")
+
 # Memory over 100,000 connect/disconnect cycles (password user, 8 at a time)
 # against the broker with the sample chain: resident set before, after the
 # first 10,000 and after all 100,000, and what the broker still holds.
@@ -232,6 +238,6 @@ after_100k=$(rss)
 metrics=$(curl -s "http://127.0.0.1:21999/metrics" || true)
 open=$(awk '/^mqtt_policy_broker_connections / { print $2 }' <<<"$metrics")
 sessions=$(awk '/^mqtt_policy_broker_sessions / { print $2 }' <<<"$metrics")
-echo "{\"target\":\"chain\",\"scenario\":\"rss\",\"round\":1,\"result\":{\"mode\":\"rss\",\"cycles\":100000,\"rss_kib_before\":$before,\"rss_kib_after_10k\":$after_10k,\"rss_kib_after_100k\":$after_100k,\"open_connections_after\":\"${open}\",\"sessions_after\":\"${sessions}\"}}" | tee -a "$results"
+echo "{\"target\":\"chain\",\"scenario\":\"rss\",\"round\":1,\"result\":{\"mode\":\"rss\",\"cycles\":100000,\"rss_kib_before\":$before,\"rss_kib_after_10k\":$after_10k,\"rss_kib_after_100k\":$after_100k,\"open_connections_after\":\"${open}\",\"sessions_after\":\"${sessions}\",\"connect_checks_worker\":\"${on_worker}\",\"connect_checks_pool\":\"${on_pool}\"}}" | tee -a "$results"
 echo "results in $results"
 python3 bench/load/summarize.py "$results"

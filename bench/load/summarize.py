@@ -134,6 +134,12 @@ def main():
             f"{rss['open_connections_after']} connections and {rss['sessions_after']} "
             f"sessions left."
         )
+    if rss and "connect_checks_pool" in rss:
+        print(
+            f"\nThe chain broker's connect checks over all rounds: "
+            f"{rss['connect_checks_worker']} on async workers, "
+            f"{rss['connect_checks_pool']} on the blocking pool."
+        )
 
 
 if __name__ == "__main__":

@@ -45,13 +45,11 @@ fn yes() -> bool {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ConnectChecks {
-    /// On the async worker while connect checks are fast; for
-    /// [`SLOW_CONNECT_WINDOW`] after one spent more CPU time than
-    /// [`SLOW_CONNECT_CHECK`] or more wall time than [`SLOW_CONNECT_WAIT`],
-    /// and for the first window after start, on the
-    /// blocking pool. Per window, at most
-    /// the slow checks that started before the first of them finished run
-    /// on workers (one per worker).
+    /// On the async worker while connect checks are fast; on the blocking
+    /// pool for the first [`SLOW_CONNECT_WINDOW`] after start, and for a
+    /// window after recent checks averaged more CPU time than
+    /// [`SLOW_CONNECT_CHECK`] or one waited longer than
+    /// [`SLOW_CONNECT_WAIT`] (see `slow_checks.rs`).
     #[default]
     Auto,
     /// Always on tokio's blocking pool: a thread hand-off per connect.
@@ -61,13 +59,14 @@ pub enum ConnectChecks {
     Inline,
 }
 
-/// A connect check that spends more CPU time than this (on the thread that
-/// ran it) moves `auto` to the blocking pool.
+/// When recent connect checks spend more CPU time than this on average
+/// (on the threads that ran them; each check weighs 1/8, so one check over
+/// 8 ms does it alone), `auto` moves to the blocking pool.
 pub const SLOW_CONNECT_CHECK: Duration = Duration::from_millis(1);
 /// A connect check that takes longer than this in wall time (waiting for an
 /// instance, say) moves `auto` to the blocking pool too.
 pub const SLOW_CONNECT_WAIT: Duration = Duration::from_millis(10);
-/// For this long after the last slow connect check.
+/// For this long after the last check that found checks slow.
 pub const SLOW_CONNECT_WINDOW: Duration = Duration::from_secs(10);
 
 /// Bounds on what clients may do; every one is enforced before a policy

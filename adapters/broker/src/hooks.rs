@@ -11,7 +11,6 @@
 //! session attached is denied everything and closed.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
@@ -29,9 +28,10 @@ use rmqtt::types::{
     PublishResult, Reason, Subscribe, SubscribeReturn, TopicFilter, TopicName,
 };
 
-use crate::config::{ConnectChecks, SLOW_CONNECT_CHECK, SLOW_CONNECT_WAIT, SLOW_CONNECT_WINDOW};
+use crate::config::ConnectChecks;
 use crate::front::Registry;
 use crate::metrics::{Check, Metrics};
+use crate::slow_checks::{SlowChecks, Spent};
 
 /// Key of our policy session in rmqtt's per-session `extra_attrs`.
 const ATTR: &str = "mqtt_policy.session";
@@ -50,23 +50,7 @@ pub struct Policy {
     /// that lock).
     online: Mutex<HashMap<ClientId, Weak<PSession>>>,
     connect_checks: ConnectChecks,
-    /// `auto`: connect checks go to the blocking pool until this instant
-    /// (milliseconds since `epoch`).
-    slow_until_ms: AtomicU64,
-    epoch: Instant,
-}
-
-/// What one connect check took.
-#[derive(Debug, Clone, Copy)]
-struct Spent {
-    /// CPU time of the thread that ran it.
-    cpu: Duration,
-    wall: Duration,
-}
-
-/// [`SLOW_CONNECT_WINDOW`] in milliseconds.
-fn window_ms() -> u64 {
-    u64::try_from(SLOW_CONNECT_WINDOW.as_millis()).unwrap_or(u64::MAX)
+    slow_checks: SlowChecks,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -90,16 +74,8 @@ impl Policy {
             pending: Mutex::new(HashMap::new()),
             online: Mutex::new(HashMap::new()),
             connect_checks,
-            // `auto` starts on the pool: the first checks create instances
-            // and meet the slow hashes, and inline has to be earned by a
-            // window without a slow check.
-            slow_until_ms: AtomicU64::new(window_ms()),
-            epoch: Instant::now(),
+            slow_checks: SlowChecks::default(),
         }
-    }
-
-    fn millis_since_epoch(&self) -> u64 {
-        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
 
     /// Run this connect check on the async worker?
@@ -107,17 +83,7 @@ impl Policy {
         match self.connect_checks {
             ConnectChecks::Inline => true,
             ConnectChecks::Pool => false,
-            ConnectChecks::Auto => {
-                self.millis_since_epoch() >= self.slow_until_ms.load(Ordering::Relaxed)
-            }
-        }
-    }
-
-    /// A connect check spent `took`: a slow one sends `auto` to the pool.
-    fn connect_took(&self, took: Spent) {
-        if took.cpu > SLOW_CONNECT_CHECK || took.wall > SLOW_CONNECT_WAIT {
-            let until = self.millis_since_epoch().saturating_add(window_ms());
-            self.slow_until_ms.fetch_max(until, Ordering::Relaxed);
+            ConnectChecks::Auto => self.slow_checks.inline(),
         }
     }
 
@@ -216,7 +182,7 @@ impl Policy {
                 .record(Check::Connect, false, started.elapsed());
             return AuthResult::NotAuthorized;
         };
-        self.connect_took(checked_in);
+        self.slow_checks.record(checked_in);
         let took = started.elapsed();
         match outcome {
             Ok(session) => {

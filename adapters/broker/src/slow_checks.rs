@@ -1,0 +1,161 @@
+//! Where a connect check runs under `connect_checks = "auto"`: on the async
+//! worker that read the CONNECT while checks are cheap, on tokio's blocking
+//! pool for a window once they are not.
+//!
+//! "Not cheap" is a sustained cost, not one expensive check: the mean CPU
+//! time of recent checks (each weighs 1/8) above [`SLOW_CONNECT_CHECK`], or
+//! one check that waited longer than [`SLOW_CONNECT_WAIT`]. One argon2id
+//! hash (~35 ms) still moves the broker at once; the one-off costs of a
+//! healthy chain (a new instance's `init`, its first hash of a user it has
+//! not seen, 1–4 ms) do not, unless they keep coming. With a one-check rule
+//! each of those opened a window, and on the pool more checks run at once,
+//! so more instances were made, whose first checks opened the next window.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::config::{SLOW_CONNECT_CHECK, SLOW_CONNECT_WAIT, SLOW_CONNECT_WINDOW};
+
+/// Each check's share of the mean is 1 / 2^WEIGHT_SHIFT.
+const WEIGHT_SHIFT: u32 = 3;
+
+/// What one connect check took.
+#[derive(Debug, Clone, Copy)]
+pub struct Spent {
+    /// CPU time of the thread that ran it.
+    pub cpu: Duration,
+    pub wall: Duration,
+}
+
+/// The `auto` decision, shared by every connection's task.
+#[derive(Debug)]
+pub struct SlowChecks {
+    /// Checks go to the blocking pool until this instant (milliseconds
+    /// since `epoch`).
+    pool_until_ms: AtomicU64,
+    /// Recent checks' mean CPU time in nanoseconds.
+    mean_cpu_nanos: AtomicU64,
+    epoch: Instant,
+}
+
+impl Default for SlowChecks {
+    fn default() -> Self {
+        SlowChecks {
+            // It starts on the pool: the first checks create instances and
+            // meet the slow hashes, and inline is earned by a quiet window.
+            pool_until_ms: AtomicU64::new(millis(SLOW_CONNECT_WINDOW)),
+            mean_cpu_nanos: AtomicU64::new(0),
+            epoch: Instant::now(),
+        }
+    }
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+fn nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
+impl SlowChecks {
+    /// Should the next check run on the worker?
+    pub fn inline(&self) -> bool {
+        millis(self.epoch.elapsed()) >= self.pool_until_ms.load(Ordering::Relaxed)
+    }
+
+    /// A check spent `took`; opens (or extends) a pool window when checks
+    /// have become slow.
+    pub fn record(&self, took: Spent) {
+        // A thread's CPU clock can read ahead of the wall clock under a
+        // hypervisor (seen: 3.9 ms of CPU in a 10 µs check); a check on one
+        // thread cannot spend more CPU than the time it took.
+        let cpu = nanos(took.cpu.min(took.wall));
+        let step = |mean: u64| Some(mean - (mean >> WEIGHT_SHIFT) + (cpu >> WEIGHT_SHIFT));
+        let before = self
+            .mean_cpu_nanos
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, step)
+            .unwrap_or_else(|mean| mean);
+        let mean = step(before).unwrap_or(before);
+        if mean > nanos(SLOW_CONNECT_CHECK) || took.wall > SLOW_CONNECT_WAIT {
+            let until = millis(self.epoch.elapsed()).saturating_add(millis(SLOW_CONNECT_WINDOW));
+            self.pool_until_ms.fetch_max(until, Ordering::Relaxed);
+        }
+    }
+
+    /// Leave the start-up window now (tests).
+    #[cfg(test)]
+    fn quiet(&self) {
+        self.pool_until_ms.store(0, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spent(cpu_us: u64, wall_us: u64) -> Spent {
+        Spent {
+            cpu: Duration::from_micros(cpu_us),
+            wall: Duration::from_micros(wall_us),
+        }
+    }
+
+    fn quiet() -> SlowChecks {
+        let s = SlowChecks::default();
+        assert!(!s.inline(), "auto starts on the pool");
+        s.quiet();
+        assert!(s.inline());
+        s
+    }
+
+    #[test]
+    fn one_password_hash_moves_checks_to_the_pool() {
+        let s = quiet();
+        s.record(spent(35_000, 35_500));
+        assert!(!s.inline());
+    }
+
+    #[test]
+    fn one_off_costs_of_a_healthy_chain_stay_inline() {
+        let s = quiet();
+        // A new instance's init and first hash, among microsecond checks.
+        for _ in 0..3 {
+            s.record(spent(4_000, 4_200));
+            for _ in 0..50 {
+                s.record(spent(10, 12));
+            }
+        }
+        assert!(s.inline());
+    }
+
+    #[test]
+    fn expensive_checks_that_keep_coming_move_checks_to_the_pool() {
+        let s = quiet();
+        let mut moved = None;
+        for i in 0..32 {
+            s.record(spent(1_500, 1_600));
+            if !s.inline() {
+                moved = Some(i);
+                break;
+            }
+        }
+        assert!(moved.is_some_and(|i| i > 0), "moved after {moved:?} checks");
+    }
+
+    #[test]
+    fn cpu_time_past_the_wall_time_is_not_believed() {
+        let s = quiet();
+        for _ in 0..32 {
+            s.record(spent(3_900, 10));
+        }
+        assert!(s.inline());
+    }
+
+    #[test]
+    fn a_long_wait_moves_checks_to_the_pool() {
+        let s = quiet();
+        s.record(spent(5, 12_000));
+        assert!(!s.inline());
+    }
+}
