@@ -204,13 +204,20 @@ declare -A targets=(
 )
 # Each scenario runs on its targets back to back, seconds apart, so the
 # ratios within a round compare measurements the machine's drift barely
-# separates; even rounds take the targets in reverse order.
+# separates; even rounds take the targets in reverse order. Connect loads
+# (8 s runs vary by ±7 % on this machine, and by position in the sequence)
+# run each target twice per round, there and back (A B B A), and
+# summarize.py takes the mean of the two.
+reverse() { tr ' ' '\n' <<<"$1" | tac | tr '\n' ' '; }
 for round in $(seq "$rounds"); do
   for s in qos0 qos0-fixed qos1 qos1-fixed connect-password connect-jwt connect-tls fanout qos0-tls; do
     list=${targets[$s]}
     if [ $((round % 2)) -eq 0 ]; then
-      list=$(tr ' ' '\n' <<<"$list" | tac | tr '\n' ' ')
+      list=$(reverse "$list")
     fi
+    case "$s" in
+      connect-*) list="$list $(reverse "$list")" ;;
+    esac
     for target in $list; do
       scenario "$s" "${target%%:*}" "${target##*:}"
     done

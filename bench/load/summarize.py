@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Summarize bench/load/run.sh results (JSON lines) as the BENCHMARKS.md table.
 
-Each (target, scenario) was measured once per round; the table shows the
-median over the rounds and, for the headline rates, the range. Ratios compare
+Each (target, scenario) was measured once per round (connect loads twice,
+there and back, and averaged); the table shows the median over the rounds
+and, for the headline rates, the range. Ratios compare
 the embedded broker with the sample chain against the same broker with no
 authorization, and mosquitto + our plugin against mosquitto's own
 password_file + acl_file. Each ratio cell gives the ratio of the medians in
@@ -46,7 +47,23 @@ def load(path):
                 result = dict(r["result"])
                 result["_round"] = r.get("round")
                 runs[(r["target"], r["scenario"])].append(result)
-    return runs, rss
+    return {key: per_round(results) for key, results in runs.items()}, rss
+
+
+def per_round(results):
+    """One result per round: the mean of a round's measurements."""
+    rounds = defaultdict(list)
+    for r in results:
+        rounds[r["_round"]].append(r)
+    merged = []
+    for round_results in rounds.values():
+        first = dict(round_results[0])
+        for key, value in first.items():
+            values = [r.get(key) for r in round_results]
+            if key != "_round" and all(isinstance(v, (int, float)) for v in values):
+                first[key] = statistics.mean(values)
+        merged.append(first)
+    return merged
 
 
 def median(runs, key):

@@ -59,9 +59,9 @@ pub enum ConnectChecks {
     Inline,
 }
 
-/// When recent connect checks spend more CPU time than this on average
-/// (on the threads that ran them; each check weighs 1/8, so one check over
-/// 8 ms does it alone), `auto` moves to the blocking pool.
+/// A connect check over this much CPU time (on the thread that ran it) that
+/// brings the mean of recent checks over it too (each weighs 1/8, so one
+/// check over 8 ms does it alone) moves `auto` to the blocking pool.
 pub const SLOW_CONNECT_CHECK: Duration = Duration::from_millis(1);
 /// A connect check that takes longer than this in wall time (waiting for an
 /// instance, say) moves `auto` to the blocking pool too.

@@ -9,7 +9,7 @@
 //!   verified chain, connection limit, connect timeout);
 //! - [`hooks`]: the rmqtt hooks answering through the policy session, the
 //!   retain store and the shared-subscription chooser;
-//! - [`slow_checks`]: which thread runs a connect check under `auto`;
+//! - `slow_checks`: which thread runs a connect check under `auto`;
 //! - [`metrics`] serves `/metrics`.
 //!
 //! [`run`] is the command; [`Broker::start`] starts one inside a tokio
@@ -21,7 +21,7 @@ pub mod config;
 pub mod front;
 pub mod hooks;
 pub mod metrics;
-pub mod slow_checks;
+mod slow_checks;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -2,14 +2,17 @@
 //! worker that read the CONNECT while checks are cheap, on tokio's blocking
 //! pool for a window once they are not.
 //!
-//! "Not cheap" is a sustained cost, not one expensive check: the mean CPU
-//! time of recent checks (each weighs 1/8) above [`SLOW_CONNECT_CHECK`], or
-//! one check that waited longer than [`SLOW_CONNECT_WAIT`]. One argon2id
-//! hash (~35 ms) still moves the broker at once; the one-off costs of a
-//! healthy chain (a new instance's `init`, its first hash of a user it has
-//! not seen, 1–4 ms) do not, unless they keep coming. With a one-check rule
-//! each of those opened a window, and on the pool more checks run at once,
-//! so more instances were made, whose first checks opened the next window.
+//! "Not cheap" is a sustained cost, not one expensive check: a check over
+//! [`SLOW_CONNECT_CHECK`] of CPU time that brings the mean of recent checks
+//! (each weighs 1/8) over it too, or one check that waited longer than
+//! [`SLOW_CONNECT_WAIT`]. One argon2id hash (~35 ms) still moves the broker
+//! at once, and so does any check over 8 ms; the one-off costs of a healthy
+//! chain (a new instance's `init`, its first hash of a user it has not
+//! seen, 1–4 ms) do not, unless they keep coming. With a one-check rule each
+//! of those opened a window, and on the pool more checks run at once, so
+//! more instances were made, whose first checks opened the next window.
+//! Cheap checks never open or extend a window, so a broker whose slow
+//! checks stopped is back inline one window after the last of them.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -24,6 +27,7 @@ const WEIGHT_SHIFT: u32 = 3;
 pub struct Spent {
     /// CPU time of the thread that ran it.
     pub cpu: Duration,
+    /// From the check's start to its verdict.
     pub wall: Duration,
 }
 
@@ -36,17 +40,12 @@ pub struct SlowChecks {
     /// Recent checks' mean CPU time in nanoseconds.
     mean_cpu_nanos: AtomicU64,
     epoch: Instant,
+    window: Duration,
 }
 
 impl Default for SlowChecks {
     fn default() -> Self {
-        SlowChecks {
-            // It starts on the pool: the first checks create instances and
-            // meet the slow hashes, and inline is earned by a quiet window.
-            pool_until_ms: AtomicU64::new(millis(SLOW_CONNECT_WINDOW)),
-            mean_cpu_nanos: AtomicU64::new(0),
-            epoch: Instant::now(),
-        }
+        SlowChecks::with_window(SLOW_CONNECT_WINDOW)
     }
 }
 
@@ -58,7 +57,23 @@ fn nanos(d: Duration) -> u64 {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
 
+/// The mean after one more check of `cpu` nanoseconds.
+fn next_mean(mean: u64, cpu: u64) -> u64 {
+    mean - (mean >> WEIGHT_SHIFT) + (cpu >> WEIGHT_SHIFT)
+}
+
 impl SlowChecks {
+    fn with_window(window: Duration) -> Self {
+        SlowChecks {
+            // It starts on the pool: the first checks create instances and
+            // meet the slow hashes, and inline is earned by a quiet window.
+            pool_until_ms: AtomicU64::new(millis(window)),
+            mean_cpu_nanos: AtomicU64::new(0),
+            epoch: Instant::now(),
+            window,
+        }
+    }
+
     /// Should the next check run on the worker?
     pub fn inline(&self) -> bool {
         millis(self.epoch.elapsed()) >= self.pool_until_ms.load(Ordering::Relaxed)
@@ -71,14 +86,14 @@ impl SlowChecks {
         // hypervisor (seen: 3.9 ms of CPU in a 10 µs check); a check on one
         // thread cannot spend more CPU than the time it took.
         let cpu = nanos(took.cpu.min(took.wall));
-        let step = |mean: u64| Some(mean - (mean >> WEIGHT_SHIFT) + (cpu >> WEIGHT_SHIFT));
-        let before = self
-            .mean_cpu_nanos
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, step)
-            .unwrap_or_else(|mean| mean);
-        let mean = step(before).unwrap_or(before);
-        if mean > nanos(SLOW_CONNECT_CHECK) || took.wall > SLOW_CONNECT_WAIT {
-            let until = millis(self.epoch.elapsed()).saturating_add(millis(SLOW_CONNECT_WINDOW));
+        let (Ok(before) | Err(before)) =
+            self.mean_cpu_nanos
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |mean| {
+                    Some(next_mean(mean, cpu))
+                });
+        let slow = nanos(SLOW_CONNECT_CHECK);
+        if (cpu > slow && next_mean(before, cpu) > slow) || took.wall > SLOW_CONNECT_WAIT {
+            let until = millis(self.epoch.elapsed()).saturating_add(millis(self.window));
             self.pool_until_ms.fetch_max(until, Ordering::Relaxed);
         }
     }
@@ -156,6 +171,27 @@ mod tests {
     fn a_long_wait_moves_checks_to_the_pool() {
         let s = quiet();
         s.record(spent(5, 12_000));
+        assert!(!s.inline());
+    }
+
+    #[test]
+    fn cheap_checks_after_a_window_stay_inline() {
+        let s = SlowChecks::with_window(Duration::from_millis(50));
+        s.quiet();
+        s.record(spent(35_000, 35_500));
+        assert!(!s.inline());
+        std::thread::sleep(Duration::from_millis(60));
+        assert!(s.inline(), "one window after the slow check");
+        // The mean is still high, but a cheap check is no sign of slowness.
+        s.record(spent(10, 12));
+        assert!(s.inline());
+    }
+
+    #[test]
+    fn durations_past_u64_nanoseconds_do_not_overflow() {
+        let s = quiet();
+        s.record(spent(u64::MAX, u64::MAX));
+        s.record(spent(u64::MAX, u64::MAX));
         assert!(!s.inline());
     }
 }

@@ -2,9 +2,9 @@
 //! broker's counters while a real MQTT 5 client connects over loopback.
 //! `inline` keeps every check on the async workers, `pool` sends every one
 //! to the blocking pool, and `auto` starts on the pool, runs checks inline
-//! after a window without a slow one, and moves back to the pool once a
-//! check is slow (here a wrong password against an argon2id hash, ~35 ms,
-//! never remembered) for the next window.
+//! after a window without slow ones, and moves back to the pool once checks
+//! are slow (here one wrong password against an argon2id hash, ~35 ms,
+//! never remembered, is enough) for the next window.
 
 mod common;
 
@@ -45,7 +45,7 @@ fn inline_and_pool_do_what_they_say() {
 }
 
 #[test]
-fn auto_starts_on_the_pool_and_moves_to_the_pool_after_a_slow_check() {
+fn auto_starts_on_the_pool() {
     let env = env();
     // The default.
     let b = start(&env);
@@ -53,12 +53,6 @@ fn auto_starts_on_the_pool_and_moves_to_the_pool_after_a_slow_check() {
         fast_connects(&b, 3),
         (0, 3),
         "the first window after start runs on the pool"
-    );
-    slow_connect(&b);
-    assert_eq!(
-        fast_connects(&b, 5),
-        (0, 5),
-        "after a slow check every connect check of the window runs on the pool"
     );
     let text = b.broker().metrics().render(b.broker().host(), 0, 0);
     assert!(
@@ -68,7 +62,7 @@ fn auto_starts_on_the_pool_and_moves_to_the_pool_after_a_slow_check() {
 }
 
 #[test]
-fn auto_runs_checks_inline_once_a_window_passed_without_a_slow_one() {
+fn auto_runs_checks_inline_after_a_quiet_window_and_on_the_pool_after_a_slow_one() {
     let env = env();
     let b = start(&env);
     // Instances made and `legacy` remembered, all on the pool.
@@ -76,11 +70,13 @@ fn auto_runs_checks_inline_once_a_window_passed_without_a_slow_one() {
     std::thread::sleep(
         mqtt_policy_broker::SLOW_CONNECT_WINDOW + std::time::Duration::from_millis(500),
     );
-    // The first check after the window runs inline whatever it costs; the
-    // others too unless one of them was slow (a loaded machine).
-    let (worker, pool) = fast_connects(&b, 5);
-    assert!(
-        worker >= 1,
-        "inline after a quiet window: {worker} on workers, {pool} on the pool"
+    // A new instance's first hash of `legacy` (a few ms) is a one-off and
+    // keeps them inline.
+    assert_eq!(fast_connects(&b, 5), (5, 0), "inline after a quiet window");
+    slow_connect(&b);
+    assert_eq!(
+        fast_connects(&b, 5),
+        (0, 5),
+        "after a slow check every connect check of the window runs on the pool"
     );
 }
