@@ -164,6 +164,7 @@ fn steps(trace: &[mqtt_policy_host::Step]) -> Vec<StepReport> {
                 StepResult::Allow => "allow".into(),
                 StepResult::Deny(r) => format!("deny ({})", reason_name(*r)),
                 StepResult::Defer => "defer".into(),
+                StepResult::NotAsked => "not asked".into(),
                 StepResult::Failed(e @ mqtt_policy_host::PolicyError::Panicked { .. }) => {
                     e.to_string()
                 }

@@ -10,6 +10,10 @@
 //! When every policy defers, the chain's [`DefaultVerdict`] decides (deny
 //! unless configured).
 //!
+//! A policy scoped by [`AskConnect`] (`[policy.ask_connect]`) is not asked
+//! about a connect outside its scope: the trace shows it as not asked and
+//! the walk moves on, as after a defer.
+//!
 //! A policy that keeps failing is not asked at all for a while: after
 //! [`BreakerConfig::failures`] consecutive failures its circuit opens and
 //! checks get its failure mode at once, until a probe after the backoff
@@ -20,7 +24,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::bounds::RequestBounds;
-use crate::config::{BreakerConfig, DefaultVerdict, FailureMode};
+use crate::config::{AskConnect, BreakerConfig, DefaultVerdict, FailureMode};
 use crate::decision::{
     ConnectDecision, DecidedBy, Decision, Outcome, Step, StepResult, TopicDecision, policy_name,
 };
@@ -41,6 +45,7 @@ struct Entry {
     name: &'static str,
     policy: Arc<dyn Policy>,
     on_error: FailureMode,
+    ask_connect: AskConnect,
     stats: PolicyStats,
     warnings: LogGate,
     breaker: Breaker,
@@ -236,16 +241,29 @@ impl ChainBuilder {
 
     /// Append a policy with an explicit failure mode.
     pub fn policy_with(
+        self,
+        name: impl Into<String>,
+        policy: Arc<dyn Policy>,
+        on_error: FailureMode,
+    ) -> Self {
+        self.policy_scoped(name, policy, on_error, AskConnect::default())
+    }
+
+    /// Append a policy with a failure mode and the connects it is asked
+    /// about (`[policy.ask_connect]`).
+    pub fn policy_scoped(
         mut self,
         name: impl Into<String>,
         policy: Arc<dyn Policy>,
         on_error: FailureMode,
+        ask_connect: AskConnect,
     ) -> Self {
         let name = policy_name(&name.into());
         self.entries.push(Entry {
             name,
             policy,
             on_error,
+            ask_connect,
             stats: PolicyStats::default(),
             warnings: LogGate::new(FAILURE_WARNINGS_PER_SECOND),
             breaker: Breaker::new(self.breaker),
@@ -372,6 +390,7 @@ impl Chain {
             None => {
                 self.walk(
                     Some(1),
+                    |entry| entry.ask_connect.asks(request),
                     |p| p.connect_check(request).map(|v| (v, VerdictLifetime::None)),
                     |verdict| match verdict {
                         ConnectVerdict::Allow(grant) => {
@@ -422,6 +441,7 @@ impl Chain {
                 // Topic checks are the hot path: time one in
                 // `TOPIC_TIMING_EVERY` (two clock reads cost ~5 % of a check).
                 crate::stats::sample_topic_timing(),
+                |_| true,
                 |p| p.topic_check_lasting(request),
                 |verdict| match verdict {
                     TopicVerdict::Allow => (StepResult::Allow, Step2::Decide(Outcome::Allow(()))),
@@ -457,10 +477,12 @@ impl Chain {
 
     /// Ask the policies in order; the decision and how long it holds (the
     /// shortest lifetime of the verdicts it rests on).
-    /// `timing`: time this check, counting its time this many times.
+    /// `timing`: time this check, counting its time this many times;
+    /// `in_scope`: whether this request is one the policy is asked about.
     fn walk<V, A>(
         &self,
         timing: Option<u32>,
+        in_scope: impl Fn(&Entry) -> bool,
         ask: impl Fn(&dyn Policy) -> Result<(V, VerdictLifetime), PolicyError>,
         interpret: impl Fn(V) -> (StepResult, Step2<A>),
         allow_on_failure: A,
@@ -472,6 +494,18 @@ impl Chain {
         // next one's starts.
         let mut started = timing.map(|_| Instant::now());
         for entry in &self.entries {
+            if !in_scope(entry) {
+                // Not asked, so not timed, counted or a reason for the
+                // breaker: the next policy's time starts here.
+                trace.push(Step {
+                    policy: entry.name,
+                    result: StepResult::NotAsked,
+                });
+                if started.is_some() {
+                    started = Some(Instant::now());
+                }
+                continue;
+            }
             let admission = entry.breaker.admit();
             let answer = match admission {
                 Admission::Open(failures) => {

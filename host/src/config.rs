@@ -18,6 +18,8 @@
 //! name = "devices"
 //! module = "policies/thumbprint.wasm"   # relative to this file
 //! on_error = "deny"                     # deny (default) | allow | skip
+//! [policy.ask_connect]                  # optional: when it is asked at CONNECT
+//! certificate = true                    # only clients with a TLS client certificate
 //! [policy.config]                       # handed to init() as JSON
 //! thumbprints = ["3A:7F:..."]
 //!
@@ -38,6 +40,7 @@ use crate::verdict_cache::VerdictCacheConfig;
 use crate::bounds::RequestBounds;
 use crate::error::LoadError;
 use crate::limits::Limits;
+use crate::request::ConnectRequest;
 
 /// The verdict when every policy in the chain defers.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
@@ -121,6 +124,54 @@ impl BreakerConfig {
     }
 }
 
+/// When a policy is asked at CONNECT (`[policy.ask_connect]`). A policy
+/// that is not asked counts as a defer and runs no code: it saves a guest
+/// call on every connect it has no business with. Every key is optional;
+/// with none, the policy is asked on every connect. Topic checks are not
+/// affected.
+///
+/// Both facts are the client's own choice, so only scope a policy by them
+/// where the policy would defer anyway for the clients left out (see
+/// SECURITY.md): a deny list scoped to certificate clients does not see a
+/// client that sends no certificate.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AskConnect {
+    /// `true`: only clients that presented a TLS client certificate;
+    /// `false`: only clients that did not.
+    pub certificate: Option<bool>,
+    /// Only clients whose CONNECT username is one of these (exactly).
+    pub usernames: Option<Vec<String>>,
+}
+
+impl AskConnect {
+    /// Is a policy with this scope asked about `request`?
+    pub fn asks(&self, request: &ConnectRequest) -> bool {
+        let has_certificate = !request.certificates.is_empty();
+        let certificate = self
+            .certificate
+            .is_none_or(|wanted| wanted == has_certificate);
+        let username = self.usernames.as_ref().is_none_or(|names| {
+            request
+                .username
+                .as_deref()
+                .is_some_and(|u| names.iter().any(|n| n == u))
+        });
+        certificate && username
+    }
+
+    /// An empty username list would never ask the policy: that is a
+    /// mistake, not a way to switch a policy off.
+    pub fn validate(&self, policy: &str) -> Result<(), String> {
+        if self.usernames.as_ref().is_some_and(Vec::is_empty) {
+            return Err(format!(
+                "policy \"{policy}\": ask_connect.usernames is empty, so the policy would never be asked at CONNECT; remove the key to ask it on every connect"
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// A parsed chain file.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -161,6 +212,9 @@ pub struct PolicyConfig {
     pub files: std::collections::BTreeMap<String, PathBuf>,
     #[serde(default)]
     pub on_error: FailureMode,
+    /// When the policy is asked at CONNECT (default: always).
+    #[serde(default)]
+    pub ask_connect: AskConnect,
     pub deadline_ms: Option<f64>,
     pub memory_limit_mb: Option<u64>,
 }
@@ -194,6 +248,7 @@ impl ChainConfig {
                 )));
             }
             config.policy_limits(p).map_err(&bad)?;
+            p.ask_connect.validate(&p.name).map_err(&bad)?;
         }
         Ok(config)
     }
@@ -253,6 +308,7 @@ impl std::fmt::Debug for PolicyConfig {
             .field("config_keys", &keys)
             .field("files", &self.files)
             .field("on_error", &self.on_error)
+            .field("ask_connect", &self.ask_connect)
             .field("deadline_ms", &self.deadline_ms)
             .field("memory_limit_mb", &self.memory_limit_mb)
             .finish()
@@ -349,6 +405,58 @@ mod tests {
     }
 
     #[test]
+    fn ask_connect_scopes_a_policy_by_certificate_and_username() -> Result<(), LoadError> {
+        let c = parse(
+            r#"
+            [[policy]]
+            name = "certs"
+            module = "a.wasm"
+            [policy.ask_connect]
+            certificate = true
+            [[policy]]
+            name = "jwt"
+            module = "b.wasm"
+            [policy.ask_connect]
+            usernames = ["JWT"]
+            certificate = false
+            [[policy]]
+            name = "all"
+            module = "c.wasm"
+            "#,
+        )?;
+        let [certs, jwt, all] = [0, 1, 2].map(|i| &c.policies[i].ask_connect);
+        let plain = ConnectRequest::new("c");
+        let jwt_user = ConnectRequest::new("c").username("JWT");
+        let other_user = ConnectRequest::new("c").username("jwt");
+        let with_cert =
+            ConnectRequest::new("c")
+                .username("JWT")
+                .certificates(vec![crate::Certificate {
+                    der: vec![1, 2, 3],
+                    sha1: String::new(),
+                    sha256: String::new(),
+                    subject: "CN=device".into(),
+                    issuer: "CN=ca".into(),
+                    common_name: Some("device".into()),
+                    sans: Vec::new(),
+                    serial: "01".into(),
+                    not_before: 0,
+                    not_after: 0,
+                }]);
+        assert!(!certs.asks(&plain) && !certs.asks(&jwt_user) && certs.asks(&with_cert));
+        assert!(jwt.asks(&jwt_user));
+        // Exact match; no username at all is not a match; nor is a
+        // certificate client when the policy asks for none.
+        assert!(!jwt.asks(&other_user) && !jwt.asks(&plain) && !jwt.asks(&with_cert));
+        assert!(
+            [&plain, &jwt_user, &other_user, &with_cert]
+                .iter()
+                .all(|r| all.asks(r))
+        );
+        Ok(())
+    }
+
+    #[test]
     fn rejects_bad_input_with_a_clear_message() {
         for (text, needle) in [
             ("default = \"maybe\"", "unknown variant"),
@@ -363,6 +471,18 @@ mod tests {
             ("[requests]\nmax_topic_bytes = 70000", "max_topic_bytes"),
             ("[requests]\nmax_topics = 1", "unknown field"),
             ("[breaker]\nbackoff_ms = 0", "backoff_ms"),
+            (
+                "[[policy]]\nname=\"a\"\nmodule=\"a\"\n[policy.ask_connect]\nusernames = []",
+                "ask_connect.usernames is empty",
+            ),
+            (
+                "[[policy]]\nname=\"a\"\nmodule=\"a\"\n[policy.ask_connect]\nusername = \"JWT\"",
+                "unknown field",
+            ),
+            (
+                "[[policy]]\nname=\"a\"\nmodule=\"a\"\n[policy.ask_connect]\ncertificate = \"yes\"",
+                "invalid type",
+            ),
             (
                 "[breaker]\nbackoff_ms = 10\nmax_backoff_ms = 5",
                 "backoff_ms",

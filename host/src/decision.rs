@@ -59,6 +59,9 @@ pub enum StepResult {
     Allow,
     Deny(DenyReason),
     Defer,
+    /// Not asked: the connect is outside the policy's `[policy.ask_connect]`
+    /// scope. The chain moves on, as after a defer.
+    NotAsked,
     Failed(crate::error::PolicyError),
 }
 

@@ -87,7 +87,9 @@ pub use cert::Certificate;
 pub use chain::{Chain, ChainBuilder};
 pub use codes::Reply;
 pub use compile::{MAX_MODULE_BYTES, read_module};
-pub use config::{BreakerConfig, ChainConfig, DefaultVerdict, FailureMode, PolicyConfig};
+pub use config::{
+    AskConnect, BreakerConfig, ChainConfig, DefaultVerdict, FailureMode, PolicyConfig,
+};
 pub use decision::{
     ConnectDecision, DecidedBy, Decision, Outcome, Step, StepResult, TopicDecision, policy_name,
 };

@@ -66,7 +66,8 @@ pub(crate) fn load_chain(
         let config_json = config_with_files(p, config_path, &mut data_files)?;
         let policy =
             WasmPolicy::from_component(engine, &p.name, &origin, &component, &config_json, limits)?;
-        builder = builder.policy_with(&p.name, Arc::new(policy), p.on_error);
+        builder =
+            builder.policy_scoped(&p.name, Arc::new(policy), p.on_error, p.ask_connect.clone());
         modules.push(LoadedModule { path, hash, source });
     }
     Ok(LoadedChain {

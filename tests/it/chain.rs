@@ -571,3 +571,130 @@ fn chain_files_resolve_modules_relative_to_themselves() -> anyhow::Result<()> {
     assert_eq!(chain.policy_names(), vec!["m"]);
     Ok(())
 }
+
+/// `[policy.ask_connect]`: a policy outside its scope is not asked (no
+/// guest call, no stats), and the chain reaches the same decisions.
+#[test]
+fn policies_outside_their_connect_scope_are_not_asked() -> anyhow::Result<()> {
+    let f = fixture()?;
+    let scoped = sample_chain_toml(&f.device, &f.rotated, &f.rsa, &f.ec)
+        .replacen(
+            "roles = [\"device\"]\n",
+            "roles = [\"device\"]\n[policy.ask_connect]\ncertificate = true\n",
+            1,
+        )
+        .replacen(
+            "\n[[policy]]\nname = \"topics\"",
+            "[policy.ask_connect]\nusernames = [\"JWT\"]\n\n[[policy]]\nname = \"topics\"",
+            1,
+        );
+    anyhow::ensure!(
+        scoped.matches("[policy.ask_connect]").count() == 2,
+        "{scoped}"
+    );
+    let path = write_chain(f.dir.path(), &scoped)?;
+    let chain = Chain::from_config_file(crate::engine(), &path)?;
+    let results = |d: &mqtt_policy_host::ConnectDecision| {
+        d.trace
+            .iter()
+            .map(|s| (s.policy, s.result.clone()))
+            .collect::<Vec<_>>()
+    };
+
+    let anonymous = chain.connect_check(&connect("anonymous"));
+    assert_eq!(anonymous.decided_by, DecidedBy::Default);
+    assert_eq!(
+        results(&anonymous),
+        vec![
+            ("certs", StepResult::NotAsked),
+            ("jwt", StepResult::NotAsked),
+            ("topics", StepResult::Defer),
+        ]
+    );
+
+    let token = sign_jwt("HS256", SECRET, None, &claims(json!({})))?;
+    let jwt = chain.connect_check(&connect_jwt("Thermostat 1a", &token, 5));
+    assert_eq!(jwt.decider(), Some("jwt"), "{:?}", jwt.outcome);
+    assert_eq!(
+        results(&jwt),
+        vec![("certs", StepResult::NotAsked), ("jwt", StepResult::Allow)]
+    );
+
+    let device = chain.connect_check(&with_cert("device-1", &f.device, 5)?);
+    assert_eq!(device.decider(), Some("certs"));
+    let rogue = chain.connect_check(&with_cert("device-1", &f.rogue, 4)?);
+    assert_eq!(
+        rogue.decider(),
+        Some("certs"),
+        "a listed policy still denies"
+    );
+
+    // Only the two certificate connects reached the certs policy, and only
+    // the JWT connect reached the jwt policy.
+    let stats = chain.stats();
+    let checks = |name: &str| {
+        stats
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, s)| s.checks())
+    };
+    assert_eq!(checks("certs"), Some(2));
+    assert_eq!(checks("jwt"), Some(1));
+
+    // The same requests through the unscoped chain: the same decisions.
+    for (scoped, req) in [
+        (&anonymous, connect("anonymous")),
+        (&jwt, connect_jwt("Thermostat 1a", &token, 5)),
+        (&device, with_cert("device-1", &f.device, 5)?),
+        (&rogue, with_cert("device-1", &f.rogue, 4)?),
+    ] {
+        let unscoped = f.chain.connect_check(&req);
+        assert_eq!(unscoped.outcome, scoped.outcome);
+        assert_eq!(unscoped.decided_by, scoped.decided_by);
+    }
+    Ok(())
+}
+
+/// A policy outside a connect's scope is not asked even when it is broken:
+/// its `on_error` and circuit apply only to the connects it is asked about.
+#[test]
+fn a_broken_policy_outside_the_scope_does_not_refuse_the_connect() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let chain = |scope: &str| -> anyhow::Result<Chain> {
+        let path = write_chain(
+            dir.path(),
+            &format!(
+                r#"
+default = "allow"
+[[policy]]
+name = "broken"
+module = {misbehave}
+[policy.config]
+mode = "trap"
+{scope}
+"#,
+                misbehave = toml_str(guests::MISBEHAVE),
+            ),
+        )?;
+        Ok(Chain::from_config_file(crate::engine(), &path)?)
+    };
+    let scoped = chain("[policy.ask_connect]\nusernames = [\"JWT\"]")?;
+    let unscoped = chain("")?;
+    let plain = connect("c").username("someone");
+    // Unscoped, the trap is a deny (fail closed).
+    let d = unscoped.connect_check(&plain);
+    assert_eq!(
+        d.deny().map(|d| d.reason),
+        Some(DenyReason::ServerUnavailable)
+    );
+    // Scoped, a connect outside the scope never reaches it; one inside does.
+    let d = scoped.connect_check(&plain);
+    assert!(d.is_allowed(), "{d:?}");
+    assert_eq!(d.trace[0].result, StepResult::NotAsked);
+    let d = scoped.connect_check(&connect("c").username("JWT"));
+    assert_eq!(
+        d.deny().map(|d| d.reason),
+        Some(DenyReason::ServerUnavailable)
+    );
+    Ok(())
+}

@@ -188,8 +188,9 @@ fn signed_leaf(
     load_cert(dir, cn)
 }
 
-/// The sample chain (examples/policies.toml) for the adapters' end-to-end
-/// tests, with the guests built for this run: `device_sha256` on the
+/// The sample chain (examples/policies.toml: the same order and connect
+/// scopes) for the adapters' end-to-end tests, with the guests built for
+/// this run: `device_sha256` on the
 /// certificate allow-list, `jwt_secret` as the JWT policy's HS256 key,
 /// `before` (chain-level keys) before the first policy and `rules_extra`
 /// (more `[[policy.config.rules]]`) after the topic rules. The password and
@@ -214,6 +215,19 @@ thumbprints = [{leaf}]
 missing_certificate = "defer"
 not_listed = "deny"
 roles = ["device"]
+[policy.ask_connect]
+certificate = true
+
+[[policy]]
+name = "jwt"
+module = {jwt}
+[policy.ask_connect]
+usernames = ["JWT"]
+[policy.config]
+username = "JWT"
+issuer = ["https://idp.example/"]
+audience = ["mqtt"]
+keys = [{{ alg = "HS256", secret = {secret} }}]
 
 [[policy]]
 name = "passwords"
@@ -223,15 +237,6 @@ deadline_ms = 1000
 password_file = "passwd"
 [policy.config]
 unknown_user = "defer"
-
-[[policy]]
-name = "jwt"
-module = {jwt}
-[policy.config]
-username = "JWT"
-issuer = ["https://idp.example/"]
-audience = ["mqtt"]
-keys = [{{ alg = "HS256", secret = {secret} }}]
 
 [[policy]]
 name = "topics"

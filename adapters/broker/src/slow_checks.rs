@@ -12,7 +12,10 @@
 //! of those opened a window, and on the pool more checks run at once, so
 //! more instances were made, whose first checks opened the next window.
 //! Cheap checks never open or extend a window, so a broker whose slow
-//! checks stopped is back inline one window after the last of them.
+//! checks stopped is back inline one window after the last of them. The
+//! mean is of recent checks: after a window with no checks at all it starts
+//! again from zero, so the start-up checks of an idle broker (instances
+//! made, hashes first seen) do not weigh on its next connect.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -39,6 +42,8 @@ pub struct SlowChecks {
     pool_until_ms: AtomicU64,
     /// Recent checks' mean CPU time in nanoseconds.
     mean_cpu_nanos: AtomicU64,
+    /// When the last check was recorded (milliseconds since `epoch`).
+    last_ms: AtomicU64,
     epoch: Instant,
     window: Duration,
 }
@@ -69,6 +74,7 @@ impl SlowChecks {
             // meet the slow hashes, and inline is earned by a quiet window.
             pool_until_ms: AtomicU64::new(millis(window)),
             mean_cpu_nanos: AtomicU64::new(0),
+            last_ms: AtomicU64::new(0),
             epoch: Instant::now(),
             window,
         }
@@ -86,14 +92,21 @@ impl SlowChecks {
         // hypervisor (seen: 3.9 ms of CPU in a 10 µs check); a check on one
         // thread cannot spend more CPU than the time it took.
         let cpu = nanos(took.cpu.min(took.wall));
+        let now = millis(self.epoch.elapsed());
+        let last = self.last_ms.swap(now, Ordering::Relaxed);
+        // No check for a whole window: the old mean is not recent. (Two
+        // checks ending together then may still judge one against the old
+        // mean: at worst one window on the pool that was not needed.)
+        let stale = now.saturating_sub(last) >= millis(self.window);
         let (Ok(before) | Err(before)) =
             self.mean_cpu_nanos
                 .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |mean| {
-                    Some(next_mean(mean, cpu))
+                    Some(next_mean(if stale { 0 } else { mean }, cpu))
                 });
+        let before = if stale { 0 } else { before };
         let slow = nanos(SLOW_CONNECT_CHECK);
         if (cpu > slow && next_mean(before, cpu) > slow) || took.wall > SLOW_CONNECT_WAIT {
-            let until = millis(self.epoch.elapsed()).saturating_add(millis(self.window));
+            let until = now.saturating_add(millis(self.window));
             self.pool_until_ms.fetch_max(until, Ordering::Relaxed);
         }
     }
@@ -185,6 +198,30 @@ mod tests {
         // The mean is still high, but a cheap check is no sign of slowness.
         s.record(spent(10, 12));
         assert!(s.inline());
+    }
+
+    #[test]
+    fn after_a_window_without_checks_the_mean_starts_again() {
+        let s = SlowChecks::with_window(Duration::from_millis(50));
+        s.quiet();
+        // Start-up: three expensive checks leave a high mean.
+        for _ in 0..3 {
+            s.record(spent(5_000, 5_200));
+        }
+        s.quiet();
+        let high = SlowChecks::with_window(Duration::from_millis(50));
+        high.quiet();
+        for _ in 0..3 {
+            high.record(spent(5_000, 5_200));
+        }
+        high.quiet();
+        // Right after them, one more check of 2 ms counts as sustained.
+        high.record(spent(2_000, 2_100));
+        assert!(!high.inline(), "the mean of recent checks is over 1 ms");
+        // A window later the same check is a one-off.
+        std::thread::sleep(Duration::from_millis(60));
+        s.record(spent(2_000, 2_100));
+        assert!(s.inline(), "an idle window later the mean starts from zero");
     }
 
     #[test]
