@@ -202,26 +202,26 @@ mod tests {
 
     #[test]
     fn after_a_window_without_checks_the_mean_starts_again() {
-        let s = SlowChecks::with_window(Duration::from_millis(50));
-        s.quiet();
-        // Start-up: three expensive checks leave a high mean.
-        for _ in 0..3 {
-            s.record(spent(5_000, 5_200));
-        }
-        s.quiet();
-        let high = SlowChecks::with_window(Duration::from_millis(50));
-        high.quiet();
-        for _ in 0..3 {
-            high.record(spent(5_000, 5_200));
-        }
-        high.quiet();
+        // Start-up: three expensive checks leave a mean over 1 ms.
+        let started = || {
+            let s = SlowChecks::with_window(Duration::from_millis(50));
+            for _ in 0..3 {
+                s.record(spent(5_000, 5_200));
+            }
+            s.quiet();
+            s
+        };
+        let (busy, idle) = (started(), started());
         // Right after them, one more check of 2 ms counts as sustained.
-        high.record(spent(2_000, 2_100));
-        assert!(!high.inline(), "the mean of recent checks is over 1 ms");
+        busy.record(spent(2_000, 2_100));
+        assert!(!busy.inline(), "the mean of recent checks is over 1 ms");
         // A window later the same check is a one-off.
         std::thread::sleep(Duration::from_millis(60));
-        s.record(spent(2_000, 2_100));
-        assert!(s.inline(), "an idle window later the mean starts from zero");
+        idle.record(spent(2_000, 2_100));
+        assert!(
+            idle.inline(),
+            "an idle window later the mean starts from zero"
+        );
     }
 
     #[test]
