@@ -22,7 +22,8 @@ use mqtt_policy_host::{
     ConnectRequest, DecidedBy, Decision, PolicyHost, ProtocolVersion, Refused, TopicAnswer,
 };
 
-use crate::ffi::{self, Client, Level, NotUtf8};
+use crate::ffi::{Client, Level, NotUtf8};
+use crate::logging;
 use crate::sessions::{Admission, Found};
 use crate::{DeferMode, Plugin};
 
@@ -114,7 +115,7 @@ fn connect(
         Ok(r) => r,
         Err(why) => {
             plugin.sessions.remove(key);
-            ffi::log(
+            logging::log(
                 Level::Notice,
                 &format!("mqtt-policy: connect of {client_id:?} denied: {why}"),
             );
@@ -124,7 +125,7 @@ fn connect(
     match plugin.host.connect(request) {
         Ok(session) => {
             let d = session.connect_decision();
-            ffi::log(
+            logging::log(
                 Level::Debug,
                 &format!(
                     "mqtt-policy: connect of {client_id:?} allowed by {} (generation {}){}",
@@ -148,7 +149,7 @@ fn connect(
         Err(Refused { decision, connack }) => {
             let deferred = defers(plugin, &decision, None);
             let deny = decision.deny();
-            ffi::log(
+            logging::log(
                 if deferred || lazily {
                     Level::Debug
                 } else {
@@ -198,7 +199,7 @@ pub(crate) fn basic_auth(
     let key = client.key();
     let (Ok(Some(client_id)), Ok(username)) = (client.id(), username) else {
         plugin.sessions.remove(key);
-        ffi::log(
+        logging::log(
             Level::Notice,
             "mqtt-policy: connect denied: no client id, or a client id or username that is not UTF-8",
         );
@@ -218,7 +219,7 @@ pub(crate) fn acl_check(
     retain: bool,
 ) -> Answer {
     let (Ok(Some(client_id)), Ok(username)) = (client.id(), client.username()) else {
-        ffi::log(
+        logging::log(
             Level::Notice,
             &format!(
                 "mqtt-policy: {} {topic:?} denied: no client id, or a client id or username that is not UTF-8",
@@ -270,7 +271,7 @@ pub(crate) fn acl_check(
     }
     let deferred = defers(plugin, d, Some(access));
     let deny = d.deny();
-    ffi::log(
+    logging::log(
         Level::Debug,
         &format!(
             "mqtt-policy: {} {topic:?} by {client_id:?} {} by {} (generation {}): {} {}",
@@ -299,13 +300,13 @@ pub(crate) fn reload(plugin: &Plugin) {
     let host: &PolicyHost = &plugin.host;
     let sessions = plugin.sessions.len();
     match host.reload() {
-        Ok(generation) => ffi::log(
+        Ok(generation) => logging::log(
             Level::Notice,
             &format!(
                 "mqtt-policy: reloaded the policy chain: generation {generation} is live; sessions: {sessions}"
             ),
         ),
-        Err(e) => ffi::log(
+        Err(e) => logging::log(
             Level::Error,
             &format!(
                 "mqtt-policy: reload failed, generation {} keeps running: {e}; sessions: {sessions}",

@@ -10,10 +10,11 @@
 //! plugin_opt_config /etc/mosquitto/policies.toml
 //! ```
 //!
-//! Modules: `ffi` (the only `unsafe`: generated bindings, entry points,
-//! callbacks, safe wrappers), `events` (events → session API), `sessions`
-//! (the per-context session map). See README.md for what policies see under
-//! Mosquitto and how it differs from the embedded broker.
+//! Modules: `ffi` (the only `unsafe`: generated bindings, safe wrappers, and
+//! in `ffi/entry.rs` the entry points and callbacks), `events` (events →
+//! session API), `logging` (the host's log lines into Mosquitto's log),
+//! `sessions` (the per-context session map). See README.md for what policies
+//! see under Mosquitto and how it differs from the embedded broker.
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -134,7 +135,7 @@ pub(crate) fn init(options: Vec<(String, OsString)>) -> Result<Plugin, InitError
     }
     let host = builder.build()?;
     let chain = host.chain();
-    ffi::log(
+    logging::log(
         Level::Notice,
         &format!(
             "mqtt-policy: loaded {} (generation {}, policies: {}, defer: {})",
@@ -160,7 +161,7 @@ pub(crate) fn init(options: Vec<(String, OsString)>) -> Result<Plugin, InitError
 pub(crate) fn cleanup(plugin: Box<Plugin>) {
     let sessions = plugin.sessions.len();
     drop(plugin);
-    ffi::log(
+    logging::log(
         Level::Notice,
         &format!("mqtt-policy: stopped ({sessions} sessions ended)"),
     );

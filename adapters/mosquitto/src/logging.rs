@@ -80,8 +80,18 @@ pub(crate) fn enter() -> Depth {
     Depth(())
 }
 
+/// Write `message` to the broker's log: now where that is safe, else at the
+/// next flush.
+pub(crate) fn log(level: Level, message: &str) {
+    if may_write() {
+        ffi::write_log(level, message);
+    } else {
+        queue(level, message.to_owned());
+    }
+}
+
 /// Queue a line for the next flush (bounded).
-pub(crate) fn queue(level: Level, line: String) {
+fn queue(level: Level, line: String) {
     let mut queue = pending();
     if queue.len() < MAX_PENDING {
         queue.push((level, line));
@@ -92,7 +102,7 @@ pub(crate) fn queue(level: Level, line: String) {
 }
 
 /// May a line be written to Mosquitto's log right now?
-pub(crate) fn may_write() -> bool {
+fn may_write() -> bool {
     on_mosquitto_thread()
         && DEPTH.with(std::cell::Cell::get) == 0
         && !FLUSHING.with(std::cell::Cell::get)
@@ -141,7 +151,7 @@ impl Drop for Line {
         if text.is_empty() {
             return;
         }
-        ffi::log(self.level, &format!("mqtt-policy: {text}"));
+        log(self.level, &format!("mqtt-policy: {text}"));
     }
 }
 

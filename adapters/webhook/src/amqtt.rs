@@ -24,10 +24,10 @@ use serde_json::json;
 
 use crate::common::{self, Answer, Request, TopicOp};
 use crate::config::{AmqttConfig, AmqttResponseMode};
+use crate::context::Context;
 use crate::error::RequestError;
 use crate::metrics::Verdict;
 use crate::params::Params;
-use crate::server::State;
 
 /// What Python's `None` becomes in amqtt's form encoding.
 const NONE: Option<&str> = Some("None");
@@ -39,8 +39,8 @@ pub(crate) enum Kind {
     Superuser,
 }
 
-pub(crate) fn handle(state: &State, config: &AmqttConfig, kind: Kind, req: &Request) -> Answer {
-    match evaluate(state, kind, req) {
+pub(crate) fn handle(cx: &Context, config: &AmqttConfig, kind: Kind, req: &Request) -> Answer {
+    match evaluate(cx, kind, req) {
         Ok((allowed, policy, reason)) => answer(config.response_mode, allowed, policy, &reason),
         Err(e) => bad_request(&e),
     }
@@ -80,7 +80,7 @@ fn answer(mode: AmqttResponseMode, allowed: bool, policy: String, reason: &str) 
 }
 
 fn evaluate(
-    state: &State,
+    cx: &Context,
     kind: Kind,
     req: &Request,
 ) -> Result<(bool, String, String), RequestError> {
@@ -100,7 +100,7 @@ fn evaluate(
             if let Some(p) = params.opt_str("password", NONE)? {
                 connect = connect.password(p.as_bytes());
             }
-            let result = common::connect(state, connect, None, true);
+            let result = common::connect(cx, connect, None, true);
             let reason = result
                 .reason
                 .map(|r| r.as_str().to_owned())
@@ -112,7 +112,7 @@ fn evaluate(
             let acc = params
                 .opt_uint("acc")?
                 .ok_or_else(|| RequestError::Missing("acc".into()))?;
-            let session = common::session(state, client_id, username);
+            let session = common::session(cx, client_id, username);
             let session = session.as_deref();
             let ops: &[TopicOp<'_>] = match acc {
                 1 => &[TopicOp::Receive {
@@ -161,11 +161,11 @@ fn evaluate(
             Ok((true, decider, String::new()))
         }
         Kind::Superuser => {
-            let session = common::session(state, client_id, username);
+            let session = common::session(cx, client_id, username);
             let Some(session) = session else {
                 return Ok((false, common::NO_SESSION.into(), "no session".into()));
             };
-            let is_super = state
+            let is_super = cx
                 .config
                 .superuser_role
                 .as_ref()

@@ -31,9 +31,9 @@ use sha2::Sha256;
 
 use crate::common::{self, Answer, Request};
 use crate::config::AzureConfig;
+use crate::context::Context;
 use crate::error::RequestError;
 use crate::metrics::Verdict;
-use crate::server::State;
 
 const CONNECT: &str = "azure.webpubsub.sys.connect";
 const CONNECTED: &str = "azure.webpubsub.sys.connected";
@@ -112,7 +112,7 @@ fn header<'a>(headers: &'a HeaderMap, name: &str) -> Result<&'a str, RequestErro
         .map_err(|_| RequestError::field(name, "header is not visible ASCII"))
 }
 
-pub(crate) fn handle(state: &State, config: &AzureConfig, req: &Request) -> Answer {
+pub(crate) fn handle(cx: &Context, config: &AzureConfig, req: &Request) -> Answer {
     if req.method == Method::OPTIONS {
         return handshake(config, &req.headers);
     }
@@ -124,13 +124,13 @@ pub(crate) fn handle(state: &State, config: &AzureConfig, req: &Request) -> Answ
         Ok(id) => id,
         Err(e) => return bad_request(&e, None),
     };
-    if !state.azure_keys.is_empty() {
+    if !cx.azure_keys.is_empty() {
         let signature = req
             .headers
             .get("ce-signature")
             .and_then(|v| v.to_str().ok())
             .unwrap_or("");
-        if !signature_valid(&state.azure_keys, connection_id, signature) {
+        if !signature_valid(&cx.azure_keys, connection_id, signature) {
             let answer = json!({ "mqtt": { "code": codes::V5_UNSPECIFIED_ERROR, "reason": "invalid ce-signature" } });
             return Answer::new(
                 common::json(StatusCode::UNAUTHORIZED, &answer),
@@ -140,7 +140,7 @@ pub(crate) fn handle(state: &State, config: &AzureConfig, req: &Request) -> Answ
         }
     }
     match event_type {
-        CONNECT => connect(state, config, connection_id, req),
+        CONNECT => connect(cx, config, connection_id, req),
         CONNECTED | DISCONNECTED => Answer::new(
             common::empty(StatusCode::NO_CONTENT),
             Verdict::Allow,
@@ -231,7 +231,7 @@ fn entry_pem(content: &str) -> Result<String, RequestError> {
     Ok(pem)
 }
 
-fn connect(state: &State, config: &AzureConfig, client_id: &str, req: &Request) -> Answer {
+fn connect(cx: &Context, config: &AzureConfig, client_id: &str, req: &Request) -> Answer {
     let event: ConnectEvent = match serde_json::from_slice(&req.body) {
         Ok(e) => e,
         Err(e) => return bad_request(&RequestError::Json(e.to_string()), None),
@@ -298,8 +298,7 @@ fn connect(state: &State, config: &AzureConfig, client_id: &str, req: &Request) 
             };
             let claimed: String = claimed.chars().filter(|c| *c != ':').collect();
             if !claimed.eq_ignore_ascii_case(&parsed.sha1) {
-                state
-                    .limiter
+                cx.limiter
                     .charge(&crate::ratelimit::keys(request.username.as_deref(), None));
                 return refuse(
                     version,
@@ -311,7 +310,7 @@ fn connect(state: &State, config: &AzureConfig, client_id: &str, req: &Request) 
         }
     }
     let username = request.username.clone();
-    let result = common::connect(state, request, None, false);
+    let result = common::connect(cx, request, None, false);
     let Some(grant) = result.grant else {
         let reason = result.reason.unwrap_or(DenyReason::NotAuthorized);
         return refuse(version, reason, &result.message, result.decider);

@@ -11,10 +11,10 @@ use hyper::header::{CONTENT_TYPE, HeaderValue};
 use hyper::{HeaderMap, Method, Response, StatusCode};
 use mqtt_policy_host::{ConnectRequest, DenyReason, Grant, Session};
 
+use crate::context::Context;
 use crate::error::RequestError;
 use crate::metrics::Verdict;
 use crate::ratelimit;
-use crate::server::State;
 
 pub(crate) type Body = Full<Bytes>;
 
@@ -116,7 +116,7 @@ impl ConnectResult {
 /// for later topic checks. `address`: the MQTT client's address, when the
 /// protocol says it, for the rate limiter.
 pub(crate) fn connect(
-    state: &State,
+    cx: &Context,
     request: ConnectRequest,
     address: Option<&str>,
     keep: bool,
@@ -124,9 +124,9 @@ pub(crate) fn connect(
     let keys = ratelimit::keys(request.username.as_deref(), address);
     let client_id = request.client_id.clone();
     let username = request.username.clone();
-    if state.limiter.blocked(&keys) {
+    if cx.limiter.blocked(&keys) {
         if keep {
-            state.sessions.remove(&client_id, username.as_deref());
+            cx.sessions.remove(&client_id, username.as_deref());
         }
         return ConnectResult::refused(
             DenyReason::Banned,
@@ -137,22 +137,22 @@ pub(crate) fn connect(
     // Inline by default: a check is microseconds, cheaper than handing the
     // worker off. Chains with expensive policies (password hashes cost
     // milliseconds) can offload connects so topic checks keep flowing.
-    let offload = state.config.limits.offload_connects
+    let offload = cx.config.limits.offload_connects
         && matches!(
             tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()),
             Ok(tokio::runtime::RuntimeFlavor::MultiThread)
         );
     let outcome = if offload {
-        tokio::task::block_in_place(|| state.host.connect(request))
+        tokio::task::block_in_place(|| cx.host.connect(request))
     } else {
-        state.host.connect(request)
+        cx.host.connect(request)
     };
     match outcome {
         Ok(session) => {
             let decider = session.connect_decision().decided_by.label().to_owned();
             let grant = session.grant().clone();
             if keep {
-                state.sessions.insert(session);
+                cx.sessions.insert(session);
             }
             ConnectResult {
                 grant: Some(grant),
@@ -162,9 +162,9 @@ pub(crate) fn connect(
             }
         }
         Err(refused) => {
-            state.limiter.charge(&keys);
+            cx.limiter.charge(&keys);
             if keep {
-                state.sessions.remove(&client_id, username.as_deref());
+                cx.sessions.remove(&client_id, username.as_deref());
             }
             let (reason, message) = match refused.decision.deny() {
                 Some(d) => (d.reason, d.message.clone()),
@@ -208,11 +208,11 @@ pub(crate) struct TopicResult {
 /// The session of (client id, username), or `None`: then every topic check
 /// is a deny (fail closed).
 pub(crate) fn session(
-    state: &State,
+    cx: &Context,
     client_id: &str,
     username: Option<&str>,
 ) -> Option<Arc<Session>> {
-    state.sessions.get(client_id, username)
+    cx.sessions.get(client_id, username)
 }
 
 pub(crate) const NO_SESSION: &str = "(no-session)";

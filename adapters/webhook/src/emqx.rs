@@ -24,10 +24,10 @@ use mqtt_policy_host::{ConnectRequest, ProtocolVersion};
 use serde_json::{Map, Value, json};
 
 use crate::common::{self, Answer, Request, TopicOp};
+use crate::context::Context;
 use crate::error::RequestError;
 use crate::metrics::Verdict;
 use crate::params::Params;
-use crate::server::State;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Kind {
@@ -35,15 +35,15 @@ pub(crate) enum Kind {
     Authz,
 }
 
-pub(crate) fn handle(state: &State, kind: Kind, req: &Request) -> Answer {
+pub(crate) fn handle(cx: &Context, kind: Kind, req: &Request) -> Answer {
     let result = match kind {
-        Kind::Authn => authn(state, req),
-        Kind::Authz => authz(state, req),
+        Kind::Authn => authn(cx, req),
+        Kind::Authz => authz(cx, req),
     };
     result.unwrap_or_else(|e| common::bad_request(&e))
 }
 
-fn authn(state: &State, req: &Request) -> Result<Answer, RequestError> {
+fn authn(cx: &Context, req: &Request) -> Result<Answer, RequestError> {
     let params = Params::parse(req.query.as_deref(), &req.headers, &req.body)?;
     let client_id = params.str("clientid")?;
     common::client_id(client_id, "clientid")?;
@@ -80,7 +80,7 @@ fn authn(state: &State, req: &Request) -> Result<Answer, RequestError> {
     // Accepted so templates that send them are not refused.
     let _ = params.opt_str("cert_common_name", None)?;
     let _ = params.opt_str("cert_subject", None)?;
-    let result = common::connect(state, connect, peer.as_deref(), true);
+    let result = common::connect(cx, connect, peer.as_deref(), true);
     let body = match &result.grant {
         Some(grant) => {
             let attrs: Map<String, Value> = grant
@@ -88,7 +88,7 @@ fn authn(state: &State, req: &Request) -> Result<Answer, RequestError> {
                 .iter()
                 .map(|a| (a.key.clone(), Value::String(a.value.clone())))
                 .collect();
-            let is_superuser = state
+            let is_superuser = cx
                 .config
                 .superuser_role
                 .as_ref()
@@ -109,7 +109,7 @@ fn authn(state: &State, req: &Request) -> Result<Answer, RequestError> {
     ))
 }
 
-fn authz(state: &State, req: &Request) -> Result<Answer, RequestError> {
+fn authz(cx: &Context, req: &Request) -> Result<Answer, RequestError> {
     let params = Params::parse(req.query.as_deref(), &req.headers, &req.body)?;
     let client_id = params.str("clientid")?;
     let username = params.opt_str("username", None)?;
@@ -127,7 +127,7 @@ fn authz(state: &State, req: &Request) -> Result<Answer, RequestError> {
             ));
         }
     };
-    let session = common::session(state, client_id, username);
+    let session = common::session(cx, client_id, username);
     let result = common::topic(session.as_deref(), op);
     let (verdict, word) = if result.allowed {
         (Verdict::Allow, "allow")

@@ -29,6 +29,7 @@ pub mod amqtt;
 pub mod azure;
 mod common;
 mod config;
+mod context;
 pub mod emqx;
 mod error;
 mod metrics;

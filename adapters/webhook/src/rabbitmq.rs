@@ -29,10 +29,10 @@ use mqtt_policy_host::{ConnectRequest, ProtocolVersion};
 
 use crate::common::{self, Answer, Request, TopicOp};
 use crate::config::RabbitConfig;
+use crate::context::Context;
 use crate::error::RequestError;
 use crate::metrics::Verdict;
 use crate::params::Params;
-use crate::server::State;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Kind {
@@ -42,8 +42,8 @@ pub(crate) enum Kind {
     Topic,
 }
 
-pub(crate) fn handle(state: &State, config: &RabbitConfig, kind: Kind, req: &Request) -> Answer {
-    match evaluate(state, config, kind, req) {
+pub(crate) fn handle(cx: &Context, config: &RabbitConfig, kind: Kind, req: &Request) -> Answer {
+    match evaluate(cx, config, kind, req) {
         Ok((allowed, body, policy)) => {
             let verdict = if allowed {
                 Verdict::Allow
@@ -70,7 +70,7 @@ fn deny(policy: impl Into<String>) -> (bool, String, String) {
 }
 
 fn evaluate(
-    state: &State,
+    cx: &Context,
     config: &RabbitConfig,
     kind: Kind,
     req: &Request,
@@ -92,7 +92,7 @@ fn evaluate(
             if vhost.is_some_and(|v| !config.vhosts.iter().any(|c| c == v)) {
                 return Ok(deny("(vhost)"));
             }
-            let result = common::connect(state, connect, None, true);
+            let result = common::connect(cx, connect, None, true);
             let Some(grant) = &result.grant else {
                 return Ok(deny(result.decider));
             };
@@ -113,7 +113,7 @@ fn evaluate(
             if !config.vhosts.iter().any(|c| c == vhost) {
                 return Ok(deny("(vhost)"));
             }
-            match common::session(state, client_id, Some(username)) {
+            match common::session(cx, client_id, Some(username)) {
                 Some(_) => Ok((true, "allow".into(), "(session)".into())),
                 None => Ok(deny(common::NO_SESSION)),
             }
@@ -135,7 +135,7 @@ fn evaluate(
             if !config.vhosts.iter().any(|c| c == vhost) {
                 return Ok(deny("(vhost)"));
             }
-            if common::session(state, client_id, Some(username)).is_none() {
+            if common::session(cx, client_id, Some(username)).is_none() {
                 return Ok(deny(common::NO_SESSION));
             }
             let plumbing = match resource {
@@ -182,7 +182,7 @@ fn evaluate(
                     ));
                 }
             };
-            let session = common::session(state, client_id, Some(username));
+            let session = common::session(cx, client_id, Some(username));
             let result = common::topic(session.as_deref(), op);
             if result.allowed {
                 Ok((true, "allow".into(), result.decider))

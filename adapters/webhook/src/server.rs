@@ -24,6 +24,7 @@ use tokio::task::JoinHandle;
 
 use crate::common::{self, Answer, Body, Request};
 use crate::config::ServeConfig;
+use crate::context::Context;
 use crate::error::{RequestError, ServeError};
 use crate::metrics::{Endpoint, Metrics};
 use crate::ratelimit::RateLimiter;
@@ -79,16 +80,12 @@ impl Route {
     }
 }
 
-/// Everything a request handler reads.
-pub(crate) struct State {
-    pub host: PolicyHost,
-    pub config: ServeConfig,
-    pub sessions: SessionMap,
-    pub limiter: RateLimiter,
-    pub metrics: Metrics,
+/// The handlers' context, plus what only the server reads: routes and the
+/// caller secret.
+struct State {
+    cx: Context,
     /// SHA-256 of the shared secret, compared in constant time.
     secret: Option<[u8; 32]>,
-    pub azure_keys: Vec<Vec<u8>>,
     routes: HashMap<String, Route>,
 }
 
@@ -173,17 +170,19 @@ impl State {
             )));
         }
         Ok(State {
-            sessions: SessionMap::new(
-                config.sessions.max,
-                Duration::from_secs(config.sessions.ttl_secs),
-            ),
-            limiter: RateLimiter::new(&config.rate_limit),
-            metrics: Metrics::new(),
+            cx: Context {
+                sessions: SessionMap::new(
+                    config.sessions.max,
+                    Duration::from_secs(config.sessions.ttl_secs),
+                ),
+                limiter: RateLimiter::new(&config.rate_limit),
+                metrics: Metrics::new(),
+                azure_keys,
+                host,
+                config,
+            },
             secret,
-            azure_keys,
             routes,
-            host,
-            config,
         })
     }
 
@@ -193,12 +192,12 @@ impl State {
         };
         let protected = route
             .group()
-            .is_some_and(|g| self.config.auth.protect.iter().any(|p| p == g));
+            .is_some_and(|g| self.cx.config.auth.protect.iter().any(|p| p == g));
         if !protected {
             return true;
         }
         let given = headers
-            .get(self.config.auth.header.as_str())
+            .get(self.cx.config.auth.header.as_str())
             .map(|v| sha256(v.as_bytes()));
         use subtle::ConstantTimeEq as _;
         given.is_some_and(|g| bool::from(g.ct_eq(expected)))
@@ -232,7 +231,7 @@ impl Server {
             None => None,
         };
         let state = Arc::new(State::new(config, host)?);
-        let listen = state.config.listen;
+        let listen = state.cx.config.listen;
         let listener = TcpListener::bind(listen)
             .await
             .map_err(|source| ServeError::Bind {
@@ -260,12 +259,12 @@ impl Server {
 
     /// The chain the server answers from.
     pub fn host(&self) -> &PolicyHost {
-        &self.state.host
+        &self.state.cx.host
     }
 
     /// Sessions kept for topic checks.
     pub fn sessions(&self) -> usize {
-        self.state.sessions.len()
+        self.state.cx.sessions.len()
     }
 
     /// Stop accepting, let requests in flight finish (up to 5 s), and return.
@@ -283,7 +282,7 @@ async fn accept_loop(
     state: Arc<State>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let max = state.config.limits.max_connections;
+    let max = state.cx.config.limits.max_connections;
     let permits = Arc::new(Semaphore::new(max));
     loop {
         // Wait for a free slot before accepting, so excess connections wait
@@ -326,11 +325,11 @@ async fn connection(
 ) {
     match tls {
         Some(acceptor) => {
-            let handshake = state.config.limits.handshake_timeout();
+            let handshake = state.cx.config.limits.handshake_timeout();
             match tokio::time::timeout(handshake, acceptor.accept(stream)).await {
                 Ok(Ok(tls_stream)) => serve(TokioIo::new(tls_stream), peer, state, stop).await,
                 Ok(Err(e)) => {
-                    state.metrics.caller_rejected();
+                    state.cx.metrics.caller_rejected();
                     tracing::debug!(target: "mqtt_policy::webhook", %peer, "TLS handshake failed: {e}");
                 }
                 Err(_) => {
@@ -353,7 +352,7 @@ where
     });
     let conn = http1::Builder::new()
         .timer(TokioTimer::new())
-        .header_read_timeout(state.config.limits.header_timeout())
+        .header_read_timeout(state.cx.config.limits.header_timeout())
         .keep_alive(true)
         .max_buf_size(64 * 1024)
         .serve_connection(io, service);
@@ -409,7 +408,7 @@ async fn handle(state: &State, peer: SocketAddr, req: hyper::Request<Incoming>) 
         );
     };
     if !state.caller_ok(route, &parts.headers) {
-        state.metrics.caller_rejected();
+        state.cx.metrics.caller_rejected();
         return common::json(
             StatusCode::UNAUTHORIZED,
             &json!({ "error": "caller not authenticated: missing or wrong shared secret" }),
@@ -420,6 +419,7 @@ async fn handle(state: &State, peer: SocketAddr, req: hyper::Request<Incoming>) 
         let mut answer = bad_request(route, &e);
         if let Some(endpoint) = route.endpoint() {
             state
+                .cx
                 .metrics
                 .record(endpoint, answer.verdict, &answer.policy, Duration::ZERO);
         }
@@ -438,13 +438,13 @@ async fn handle(state: &State, peer: SocketAddr, req: hyper::Request<Incoming>) 
         Route::Health => {
             return common::json(
                 StatusCode::OK,
-                &json!({ "status": "ok", "generation": state.host.generation() }),
+                &json!({ "status": "ok", "generation": state.cx.host.generation() }),
             );
         }
         Route::Metrics => return metrics(state),
         _ => {}
     }
-    let limits = &state.config.limits;
+    let limits = &state.cx.config.limits;
     let body = match read_body(
         body,
         &parts.headers,
@@ -458,6 +458,7 @@ async fn handle(state: &State, peer: SocketAddr, req: hyper::Request<Incoming>) 
             let answer = bad_request(route, &e);
             if let Some(endpoint) = route.endpoint() {
                 state
+                    .cx
                     .metrics
                     .record(endpoint, answer.verdict, &answer.policy, Duration::ZERO);
             }
@@ -474,29 +475,29 @@ async fn handle(state: &State, peer: SocketAddr, req: hyper::Request<Incoming>) 
     };
     let (answer, endpoint): (Answer, Endpoint) = match route {
         Route::Amqtt(kind) => {
-            let Some(config) = &state.config.amqtt else {
+            let Some(config) = &state.cx.config.amqtt else {
                 return common::empty(StatusCode::NOT_FOUND);
             };
             (
-                amqtt::handle(state, config, kind, &request),
+                amqtt::handle(&state.cx, config, kind, &request),
                 route.endpoint().unwrap_or(Endpoint::AmqttUser),
             )
         }
         Route::Emqx(kind) => (
-            emqx::handle(state, kind, &request),
+            emqx::handle(&state.cx, kind, &request),
             route.endpoint().unwrap_or(Endpoint::EmqxAuthn),
         ),
         Route::Rabbit(kind) => {
-            let Some(config) = &state.config.rabbitmq else {
+            let Some(config) = &state.cx.config.rabbitmq else {
                 return common::empty(StatusCode::NOT_FOUND);
             };
             (
-                rabbitmq::handle(state, config, kind, &request),
+                rabbitmq::handle(&state.cx, config, kind, &request),
                 route.endpoint().unwrap_or(Endpoint::RabbitUser),
             )
         }
         Route::Azure => {
-            let Some(config) = &state.config.azure else {
+            let Some(config) = &state.cx.config.azure else {
                 return common::empty(StatusCode::NOT_FOUND);
             };
             let is_connect = request.method == Method::POST
@@ -509,11 +510,12 @@ async fn handle(state: &State, peer: SocketAddr, req: hyper::Request<Incoming>) 
             } else {
                 Endpoint::AzureEvent
             };
-            (azure::handle(state, config, &request), endpoint)
+            (azure::handle(&state.cx, config, &request), endpoint)
         }
         Route::Metrics | Route::Health => return common::empty(StatusCode::NOT_FOUND),
     };
     state
+        .cx
         .metrics
         .record(endpoint, answer.verdict, &answer.policy, started.elapsed());
     tracing::debug!(
@@ -538,17 +540,17 @@ fn bad_request(route: Route, error: &RequestError) -> Answer {
 }
 
 fn metrics(state: &State) -> Response<Body> {
-    let status = state.host.status();
+    let status = state.cx.host.status();
     let gauges = [
         (
             "mqtt_policy_webhook_sessions",
             "Sessions kept for topic checks.",
-            state.sessions.len() as f64,
+            state.cx.sessions.len() as f64,
         ),
         (
             "mqtt_policy_webhook_rate_limited_keys",
             "Usernames and addresses with a failed-connect bucket.",
-            state.limiter.len() as f64,
+            state.cx.limiter.len() as f64,
         ),
         (
             "mqtt_policy_webhook_chain_generation",
@@ -564,6 +566,6 @@ fn metrics(state: &State) -> Response<Body> {
     common::response(
         StatusCode::OK,
         "text/plain; version=0.0.4; charset=utf-8",
-        state.metrics.render(&gauges),
+        state.cx.metrics.render(&gauges),
     )
 }
