@@ -2,8 +2,9 @@
 //! Mosquitto's authentication and authorization decisions with the policy
 //! chain: it holds a [`PolicyHost`] loaded from `plugin_opt_config`, one
 //! [`mqtt_policy_host::Session`] per client context, and answers
-//! `MOSQ_EVT_BASIC_AUTH`, `MOSQ_EVT_ACL_CHECK`, `MOSQ_EVT_RELOAD` and
-//! `MOSQ_EVT_DISCONNECT` through the host's public session API.
+//! `MOSQ_EVT_BASIC_AUTH`, `MOSQ_EVT_ACL_CHECK`, `MOSQ_EVT_RELOAD`,
+//! `MOSQ_EVT_DISCONNECT` and `MOSQ_EVT_TICK` through the host's public
+//! session API.
 //!
 //! ```text
 //! plugin /usr/lib/mqtt-policy/libmqtt_policy_mosquitto.so

@@ -1,13 +1,12 @@
 //! What the protocol handlers read from the running server: the host, the
-//! configuration, the session map, the rate limiter, the counters and the
-//! Azure access keys. Routing and caller authentication stay in `server`,
+//! configuration, the session map, the rate limiter and the Azure access
+//! keys. Routing, caller authentication and the counters stay in `server`,
 //! so the handlers depend on this and `server` depends on the handlers,
 //! never the other way round.
 
 use mqtt_policy_host::PolicyHost;
 
 use crate::config::ServeConfig;
-use crate::metrics::Metrics;
 use crate::ratelimit::RateLimiter;
 use crate::sessions::SessionMap;
 
@@ -17,7 +16,6 @@ pub(crate) struct Context {
     pub config: ServeConfig,
     pub sessions: SessionMap,
     pub limiter: RateLimiter,
-    pub metrics: Metrics,
     /// Azure Web PubSub access keys, for the `connect` event's signature.
     pub azure_keys: Vec<Vec<u8>>,
 }

@@ -80,10 +80,11 @@ impl Route {
     }
 }
 
-/// The handlers' context, plus what only the server reads: routes and the
-/// caller secret.
+/// The handlers' context, plus what only the server uses: routes, the
+/// caller secret and the counters.
 struct State {
     cx: Context,
+    metrics: Metrics,
     /// SHA-256 of the shared secret, compared in constant time.
     secret: Option<[u8; 32]>,
     routes: HashMap<String, Route>,
@@ -176,11 +177,11 @@ impl State {
                     Duration::from_secs(config.sessions.ttl_secs),
                 ),
                 limiter: RateLimiter::new(&config.rate_limit),
-                metrics: Metrics::new(),
                 azure_keys,
                 host,
                 config,
             },
+            metrics: Metrics::new(),
             secret,
             routes,
         })
@@ -329,7 +330,7 @@ async fn connection(
             match tokio::time::timeout(handshake, acceptor.accept(stream)).await {
                 Ok(Ok(tls_stream)) => serve(TokioIo::new(tls_stream), peer, state, stop).await,
                 Ok(Err(e)) => {
-                    state.cx.metrics.caller_rejected();
+                    state.metrics.caller_rejected();
                     tracing::debug!(target: "mqtt_policy::webhook", %peer, "TLS handshake failed: {e}");
                 }
                 Err(_) => {
@@ -408,7 +409,7 @@ async fn handle(state: &State, peer: SocketAddr, req: hyper::Request<Incoming>) 
         );
     };
     if !state.caller_ok(route, &parts.headers) {
-        state.cx.metrics.caller_rejected();
+        state.metrics.caller_rejected();
         return common::json(
             StatusCode::UNAUTHORIZED,
             &json!({ "error": "caller not authenticated: missing or wrong shared secret" }),
@@ -419,7 +420,6 @@ async fn handle(state: &State, peer: SocketAddr, req: hyper::Request<Incoming>) 
         let mut answer = bad_request(route, &e);
         if let Some(endpoint) = route.endpoint() {
             state
-                .cx
                 .metrics
                 .record(endpoint, answer.verdict, &answer.policy, Duration::ZERO);
         }
@@ -458,7 +458,6 @@ async fn handle(state: &State, peer: SocketAddr, req: hyper::Request<Incoming>) 
             let answer = bad_request(route, &e);
             if let Some(endpoint) = route.endpoint() {
                 state
-                    .cx
                     .metrics
                     .record(endpoint, answer.verdict, &answer.policy, Duration::ZERO);
             }
@@ -515,7 +514,6 @@ async fn handle(state: &State, peer: SocketAddr, req: hyper::Request<Incoming>) 
         Route::Metrics | Route::Health => return common::empty(StatusCode::NOT_FOUND),
     };
     state
-        .cx
         .metrics
         .record(endpoint, answer.verdict, &answer.policy, started.elapsed());
     tracing::debug!(
@@ -566,6 +564,6 @@ fn metrics(state: &State) -> Response<Body> {
     common::response(
         StatusCode::OK,
         "text/plain; version=0.0.4; charset=utf-8",
-        state.cx.metrics.render(&gauges),
+        state.metrics.render(&gauges),
     )
 }

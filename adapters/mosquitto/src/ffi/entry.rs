@@ -1,7 +1,15 @@
-//! The three entry points Mosquitto looks up with `dlsym` and the event
-//! callbacks it calls: each body runs under [`guard`], turns Mosquitto's
-//! pointers into the safe wrappers of the parent module and hands them to
-//! `events`.
+//! The three entry points Mosquitto looks up with `dlsym` (version, init with
+//! `crate::init`, cleanup with `crate::cleanup`) and the event callbacks it
+//! calls, which turn Mosquitto's pointers into the safe wrappers of the
+//! parent module and hand them to `events`.
+//!
+//! Every body runs under [`guard`], that is under
+//! [`std::panic::catch_unwind`]: a panic is logged through
+//! `mosquitto_log_printf`, never unwinds into C, and is answered with the
+//! body's refusal: a deny for the checks (`MOSQ_ERR_AUTH` /
+//! `MOSQ_ERR_ACL_DENIED`), `MOSQ_ERR_INVAL` for init, -1 for the version,
+//! and for the events that decide nothing (reload, disconnect, tick,
+//! cleanup) what they answer anyway.
 
 use std::ffi::{OsStr, OsString, c_int, c_void};
 use std::os::unix::ffi::OsStrExt as _;

@@ -5,11 +5,9 @@
 //! `dlsym` with the event callbacks it calls (`entry.rs`, which hands the
 //! wrapped client to `events`; nothing here calls back up).
 //!
-//! Every callback body runs under [`std::panic::catch_unwind`]: a panic
-//! becomes a deny (`MOSQ_ERR_AUTH` / `MOSQ_ERR_ACL_DENIED`), logged through
-//! `mosquitto_log_printf`, and never unwinds into C. All pointers Mosquitto
-//! hands a callback are valid only during that call; the wrappers here borrow
-//! them for the call's lifetime and copy what outlives it.
+//! All pointers Mosquitto hands a callback are valid only during that call;
+//! the wrappers here borrow them for the call's lifetime and copy what
+//! outlives it.
 //!
 //! No library is linked for these symbols: `mosquitto_*` are exported by the
 //! `mosquitto` executable and `i2d_X509` / `X509_free` by the `libcrypto` it
