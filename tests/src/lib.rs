@@ -190,11 +190,11 @@ fn signed_leaf(
 
 /// The sample chain (examples/policies.toml: the same order and connect
 /// scopes) for the adapters' end-to-end tests, with the guests built for
-/// this run: `device_sha256` on the
-/// certificate allow-list, `jwt_secret` as the JWT policy's HS256 key,
-/// `before` (chain-level keys) before the first policy and `rules_extra`
-/// (more `[[policy.config.rules]]`) after the topic rules. The password and
-/// ACL files are `passwd` and `acl` beside the chain file.
+/// this run: `device_sha256` on the certificate allow-list, `jwt_secret` as
+/// the JWT policy's HS256 key, `before` (chain-level keys) before the first
+/// policy and `rules_extra` (more `[[policy.config.rules]]`) after the topic
+/// rules. The password and ACL files are `passwd` and `acl` beside the chain
+/// file.
 pub fn sample_chain_toml(
     device_sha256: &str,
     jwt_secret: &str,
